@@ -1,0 +1,57 @@
+# mtsearch: every target installs what it needs first (a fresh clone needs no manual step).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MIRROR ?= ../shared/data/cs224n
+DATA := data/cs224n
+CONFIG ?= search_spaces/presets/baseline.yaml
+SET ?=
+PORT ?= 5000
+
+.PHONY: setup data train test bench lint mlflow clean-cache help
+
+help:
+	@echo "make train        fine-tune MiniLM on SST+QQP+STS with $(CONFIG) (about ten minutes on 2 CPU cores)"
+	@echo "make test         run the test suite"
+	@echo "make bench        trainer benchmark -> runs/bench/"
+	@echo "make mlflow       MLflow UI on http://127.0.0.1:$(PORT)"
+	@echo "make setup|data|lint|clean-cache"
+
+setup: $(STAMP)
+
+# torch goes first and pinned exactly: anything else would let pip pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Copies (and md5-checks) the CS224N files from the shared mirror when it exists,
+# otherwise downloads them from the course repository.
+data: $(DATA)/.fetched
+$(DATA)/.fetched: $(STAMP)
+	if [ -d "$(MIRROR)" ]; then $(BIN)/mtsearch data fetch --from "$(MIRROR)" --dest $(DATA); \
+	else $(BIN)/mtsearch data fetch --dest $(DATA); fi
+	touch $@
+
+train: setup data
+	$(BIN)/mtsearch train --config $(CONFIG) $(foreach s,$(SET),--set $(s))
+
+test: setup data
+	$(BIN)/python -m pytest -q
+
+bench: setup data
+	$(BIN)/python benchmarks/bench_trainer.py
+
+lint: setup
+	$(BIN)/ruff check mtsearch tests benchmarks dashboards
+	$(BIN)/ruff format --check mtsearch tests benchmarks dashboards
+
+mlflow: setup
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db
+
+clean-cache:
+	rm -rf runs/cache

@@ -1,0 +1,140 @@
+"""The ``mtsearch`` command line.
+
+User errors (:class:`~mtsearch.errors.MtsearchError`) print one line and exit 2; a
+traceback means a bug in mtsearch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mtsearch.errors import MtsearchError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mtsearch.config import load_config, parse_set
+    from mtsearch.tasks import TASKS, overall_score
+    from mtsearch.train import train
+
+    overrides = parse_set(args.set or [])
+    for flag in ("data_dir", "name"):
+        if getattr(args, flag):
+            overrides[flag] = getattr(args, flag)
+    config = load_config(args.config, overrides)
+    result = train(config)
+    print(
+        f"\nrun: {result.run_dir}  status: {result.status}  steps: {result.steps}  "
+        f"examples: {result.examples}  time: {result.seconds:.0f} s"
+    )
+    best = result.best
+    print(
+        f"best periodic evaluation (step {best.get('step')}, dev subset of at most {config.eval_limit} per task):"
+    )
+    for task, value in best.get("scores", {}).items():
+        print(f"  {task:7s} {TASKS[task].metric:9s} {value:.4f}")
+    print(f"  overall {best.get('overall', float('nan')):.4f}")
+    if result.final:
+        print("best checkpoint on the full dev sets:")
+        for task, value in result.final.items():
+            print(f"  {task:7s} {TASKS[task].metric:9s} {value:.4f}")
+        print(f"  overall {overall_score(result.final):.4f}")
+    if result.mlflow_run_id:
+        print(f"MLflow run: {result.mlflow_run_id} (make mlflow to browse)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mtsearch.predict import predict_run
+
+    for path in predict_run(args.run, data_dir=args.data_dir, splits=tuple(args.splits)):
+        print(path)
+    return 0
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    from mtsearch.data import fetch_data
+    from mtsearch.paths import default_data_dir
+
+    dest = Path(args.dest) if args.dest else default_data_dir()
+    rows = fetch_data(dest, args.source)
+    print(json.dumps(rows, indent=2, default=str))
+    print(f"data ready in {dest}")
+    return 0
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from mtsearch.data import check_report, resolve_data_dir
+
+    print(check_report(resolve_data_dir(args.data_dir), strict=args.strict))
+    return 0
+
+
+def _dims(args: argparse.Namespace) -> int:
+    from mtsearch.dims import format_dims
+
+    print(format_dims())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtsearch", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one multitask model")
+    t.add_argument("--config", help="YAML file of config keys (see `mtsearch dims`)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--data-dir", help="folder with the CS224N files (else MTSEARCH_DATA, else data/cs224n)")
+    t.add_argument("--name", help="run directory name under runs/")
+    t.set_defaults(func=_train)
+
+    pr = sub.add_parser("predict", help="write dev/test predictions of a run in the course format")
+    pr.add_argument("run", help="run directory or its name under runs/")
+    pr.add_argument("--data-dir")
+    pr.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["train", "dev", "test"])
+    pr.set_defaults(func=_predict)
+
+    d = sub.add_parser("data", help="fetch or check the CS224N data")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    f = dsub.add_parser("fetch", help="fill data/cs224n from a mirror folder or the course repository")
+    f.add_argument("--from", dest="source", help="mirror folder or URL base (default: the course repository)")
+    f.add_argument("--dest", help="target folder (default: data/cs224n in the project)")
+    f.set_defaults(func=_data_fetch)
+    c = dsub.add_parser("check", help="rows, label distribution and defects per file")
+    c.add_argument("--data-dir")
+    c.add_argument("--strict", action="store_true", help="fail on the first malformed row")
+    c.set_defaults(func=_data_check)
+
+    dm = sub.add_parser("dims", help="list every config dimension and strategy")
+    dm.set_defaults(func=_dims)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # transformers and MLflow are chatty at INFO; mtsearch's own messages are what users need.
+    for name in ("transformers", "mlflow", "alembic", "urllib3", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except MtsearchError as err:
+        print(f"mtsearch: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

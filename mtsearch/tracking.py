@@ -1,0 +1,120 @@
+"""MLflow mirror of a run directory.
+
+The default store is a sqlite file inside ``runs/`` (``runs/mlflow.db``, artifacts in
+``runs/mlartifacts``) so nothing needs a server; ``MLFLOW_TRACKING_URI`` points
+elsewhere. MLflow is imported here only, and only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from mtsearch.paths import runs_dir
+
+EXPERIMENT = "mtsearch"
+log = logging.getLogger("mtsearch.tracking")
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def artifact_location() -> str:
+    return (runs_dir() / "mlartifacts").resolve().as_uri()
+
+
+def _mlflow():
+    # MLflow logs alembic migrations and a few notices at INFO on first use of a store.
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def get_experiment_id(client, name: str = EXPERIMENT) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location())
+    except Exception:
+        # Another process created it between our look-up and create.
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        if not value:
+            out[prefix] = "{}"
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+class MlflowMirror:
+    """Mirrors params, per-evaluation metrics and the run directory's files."""
+
+    def __init__(
+        self, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None
+    ):
+        mlflow = _mlflow()
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient()
+        exp_id = get_experiment_id(self.client)
+        all_tags = {"mlflow.runName": run_name, **tags}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
+        self.run_id = self.run.info.run_id
+        flat: dict[str, str] = {}
+        for k, v in params.items():
+            _flatten(k, v, flat)
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        self._mlflow = mlflow
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and v == v  # NaN is not storable
+        ]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+
+    def finish(self, run_dir: Path | None, status: str) -> None:
+        """status: FINISHED, FAILED or KILLED."""
+        if run_dir is not None and run_dir.exists():
+            for f in sorted(run_dir.iterdir()):
+                # The checkpoint stays in the run directory: copying 90 MB per run into
+                # the artifact store doubles disk use for nothing.
+                if f.is_file() and not f.name.startswith(".") and f.suffix != ".safetensors":
+                    try:
+                        self.client.log_artifact(self.run_id, str(f))
+                    except Exception as err:  # an artifact is never worth losing the run over
+                        log.warning("could not copy %s to MLflow: %s", f.name, err)
+        self.client.set_terminated(self.run_id, status=status)

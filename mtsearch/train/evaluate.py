@@ -1,0 +1,63 @@
+"""Scoring a model on encoded dev/test splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtsearch.data import EncodedSplit, collate
+from mtsearch.models.multitask import MultitaskModel, predictions, task_loss
+from mtsearch.tasks import task_score
+from mtsearch.train.runtime import autocast
+
+
+@torch.inference_mode()
+def predict(
+    model: MultitaskModel,
+    task: str,
+    encoded: EncodedSplit,
+    indices: np.ndarray | None,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    pad_id: int = 0,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Predictions (labels or scores) for ``indices`` in their given order, plus mean loss."""
+    was_training = model.training
+    model.eval()
+    if indices is None:
+        indices = np.arange(len(encoded))
+    # Length-sorted batches waste little padding; results are put back in order.
+    order = np.argsort(encoded.lengths()[indices], kind="stable")
+    out = np.empty(len(indices), dtype=np.float64)
+    loss_sum, n_loss = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        pos = order[start : start + batch_size]
+        batch = collate(encoded, indices[pos], pad_id=pad_id)
+        inputs = [{k: v.to(device, non_blocking=True) for k, v in seg.items()} for seg in batch["inputs"]]
+        with autocast(device, precision):
+            output = model(task, inputs)
+        out[pos] = predictions(task, output).float().cpu().numpy()
+        if batch["labels"] is not None:
+            loss_sum += float(task_loss(task, output, batch["labels"].to(device))) * len(pos)
+            n_loss += len(pos)
+    model.train(was_training)
+    return indices, out, (loss_sum / n_loss if n_loss else float("nan"))
+
+
+def evaluate(
+    model: MultitaskModel,
+    dev: dict[str, EncodedSplit],
+    subsets: dict[str, np.ndarray | None],
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    pad_id: int = 0,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-task score and dev loss."""
+    scores, losses = {}, {}
+    for task, enc in dev.items():
+        idx, preds, loss = predict(model, task, enc, subsets.get(task), device, precision, batch_size, pad_id)
+        scores[task] = task_score(task, preds, enc.labels[idx])
+        losses[task] = loss
+    return scores, losses

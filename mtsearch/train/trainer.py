@@ -1,0 +1,495 @@
+"""The trainer: one shared encoder fine-tuned on several tasks at once.
+
+Read top to bottom, :func:`train` is the whole run: check everything that can be
+checked cheaply, load data and model, then a loop of steps (the sampler picks the
+tasks, the update rule turns their losses into an update) with periodic evaluation,
+best-checkpoint keeping, early stopping and a ``report`` hook for search backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtsearch.config import RunConfig
+from mtsearch.errors import MtsearchError
+from mtsearch.paths import runs_dir
+from mtsearch.records import RunDir, environment
+from mtsearch.tasks import overall_score
+
+log = logging.getLogger("mtsearch.train")
+
+Report = Callable[[int, dict[str, float]], None]
+
+#: Dev subsets for periodic evaluation are drawn with this fixed seed, not the run's:
+#: every run of a sweep is then compared on the same examples.
+EVAL_SUBSET_SEED = 20240
+
+
+class Pruned(Exception):
+    """Raised by a ``report`` hook to stop a run early (a pruned trial)."""
+
+
+class NonFiniteLoss(MtsearchError):
+    """A loss became NaN or infinite: the run diverged."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # finished | stopped_early | pruned | failed | killed
+    steps: int
+    examples: int
+    seconds: float
+    best: dict[str, Any] = field(default_factory=dict)  # the best periodic evaluation
+    final: dict[str, float] | None = None  # best checkpoint on the full dev sets
+    mlflow_run_id: str | None = None
+    error: str | None = None
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """The most complete scores of the best checkpoint: full dev when measured."""
+        return self.final or self.best.get("scores", {})
+
+    @property
+    def overall(self) -> float:
+        return overall_score(self.scores)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["run_dir"] = str(self.run_dir)
+        out["overall"] = self.overall
+        return out
+
+
+def default_run_name(config: RunConfig) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{config.config_hash()}-s{config.seed}"
+
+
+def train(
+    config: RunConfig,
+    report: Report | None = None,
+    *,
+    run_dir: Path | None = None,
+    mlflow_parent: str | None = None,
+    mlflow_tags: dict[str, str] | None = None,
+) -> TrainResult:
+    """Train one multitask model as ``config`` says and return its scores.
+
+    ``report(step, metrics)`` is called after every evaluation with flat metrics
+    (``overall``, one key per task, ``examples``); it may raise :class:`Pruned`.
+    """
+    from mtsearch.data import encode_split, fingerprint, load_split, require_files, resolve_data_dir
+    from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
+    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.train.runtime import pick_device, rng_for, seed_everything
+
+    t_start = time.perf_counter()
+    # Everything cheap that can be wrong is checked before anything heavy happens.
+    source = resolve_model(config.model)
+    data_dir = resolve_data_dir(config.data_dir)
+    require_files(data_dir, list(config.tasks), ["train", "dev"])
+    device, precision = pick_device(config)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+
+    tokenizer = load_tokenizer(source)
+    train_splits = {
+        t: load_split(
+            t, "train", data_dir, strict=config.strict_data, limit=config.train_limit, seed=config.seed
+        )
+        for t in config.tasks
+    }
+    dev_splits = {t: load_split(t, "dev", data_dir, strict=config.strict_data) for t in config.tasks}
+    for name, split in {**train_splits, **dev_splits}.items():
+        if not split.examples:
+            raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
+    enc_train = {
+        t: encode_split(s, tokenizer, config.max_length, config.pair_mode) for t, s in train_splits.items()
+    }
+    enc_dev = {
+        t: encode_split(s, tokenizer, config.max_length, config.pair_mode) for t, s in dev_splits.items()
+    }
+    pad_id = tokenizer.pad_token_id or 0
+    eval_rng = np.random.default_rng(EVAL_SUBSET_SEED)
+    subsets: dict[str, np.ndarray | None] = {}
+    for t, enc in enc_dev.items():
+        n = len(enc)
+        subsets[t] = (
+            np.sort(eval_rng.choice(n, config.eval_limit, replace=False))
+            if config.eval_limit and n > config.eval_limit
+            else None
+        )
+    needs_final = config.final_eval and any(s is not None for s in subsets.values())
+
+    encoder = load_encoder(source, seed=config.seed)
+    model = MultitaskModel(encoder, config).to(device)
+
+    name = config.name or default_run_name(config)
+    rd = RunDir(run_dir or runs_dir() / name)
+    rd.write_config(config.to_yaml())
+    data_fp = fingerprint(list(train_splits.values()) + list(dev_splits.values()))
+    model_info = {
+        "source": asdict(source),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
+    }
+    rd.write_env(environment(str(device), precision, data_fp, model_info))
+
+    mirror = None
+    if config.mlflow:
+        from mtsearch.tracking import MlflowMirror
+
+        tags = {"config_hash": config.config_hash(), "seed": str(config.seed), "run_dir": str(rd.path)}
+        mirror = MlflowMirror(
+            name, config.model_dump(mode="json"), {**tags, **(mlflow_tags or {})}, mlflow_parent
+        )
+
+    loop = _Loop(config, model, enc_train, enc_dev, subsets, device, precision, pad_id, rd, mirror, report)
+    status, error = "failed", None
+    try:
+        status = loop.run(rng_for)
+        final = None
+        if needs_final and loop.best_state is not None:
+            model.load_state_dict(loop.best_state)
+            final = loop.full_eval()
+        result = loop.result(status, final, time.perf_counter() - t_start)
+    except Pruned:
+        status = "pruned"
+        result = loop.result(status, None, time.perf_counter() - t_start)
+        _close(rd, mirror, result, "KILLED")
+        raise
+    except KeyboardInterrupt:
+        result = loop.result("killed", None, time.perf_counter() - t_start, error="interrupted")
+        _close(rd, mirror, result, "KILLED")
+        raise
+    except BaseException as err:
+        error = f"{type(err).__name__}: {err}"
+        result = loop.result("failed", None, time.perf_counter() - t_start, error=error)
+        _close(rd, mirror, result, "FAILED")
+        raise
+    result.mlflow_run_id = mirror.run_id if mirror else None
+    _close(rd, mirror, result, "FINISHED")
+    return result
+
+
+def _close(rd: RunDir, mirror, result: TrainResult, mlflow_status: str) -> None:
+    if mirror is not None:
+        result.mlflow_run_id = mirror.run_id
+        summary = {f"best_{k}": v for k, v in result.best.get("scores", {}).items()}
+        summary["best_overall"] = result.best.get("overall", float("nan"))
+        if result.final:
+            summary.update({f"final_{k}": v for k, v in result.final.items()})
+            summary["final_overall"] = overall_score(result.final)
+    rd.write_result(result.to_json())
+    if mirror is not None:
+        try:
+            mirror.log_metrics(result.steps, summary)
+            mirror.finish(rd.path, mlflow_status)
+        except Exception as err:  # the run directory is the record; MLflow only mirrors it
+            log.warning("MLflow could not be updated at the end of the run: %s", err)
+
+
+class _OptimHandle:
+    """What update rules see of the optimizer: parameters and one ``step``."""
+
+    def __init__(self, model, optimizer, scheduler, max_grad_norm):
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.max_grad_norm = max_grad_norm
+        self.shared_params = [p for p in model.encoder.parameters() if p.requires_grad]
+        self.head_params = {
+            t: [
+                p
+                for p in list(model.pooling[t].parameters()) + list(model.heads[t].parameters())
+                if p.requires_grad
+            ]
+            for t in model.tasks
+        }
+        self.all_params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(self) -> None:
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.all_params, self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def build_optimizer(model, config: RunConfig, total_steps: int):
+    no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
+    groups = []
+    for params, lr in (
+        (list(model.encoder.named_parameters()), config.lr),
+        (
+            list(model.pooling.named_parameters()) + list(model.heads.named_parameters()),
+            config.head_lr or config.lr,
+        ),
+    ):
+        decay = [p for n, p in params if p.requires_grad and not n.endswith(no_decay)]
+        nodecay = [p for n, p in params if p.requires_grad and n.endswith(no_decay)]
+        groups += [
+            {"params": decay, "lr": lr, "weight_decay": config.weight_decay},
+            {"params": nodecay, "lr": lr, "weight_decay": 0.0},
+        ]
+    groups = [g for g in groups if g["params"]]
+    try:
+        # The fused kernel does the whole update in one pass (CPU and CUDA in torch >= 2.4).
+        optimizer = torch.optim.AdamW(groups, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(groups)
+    warmup = int(config.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if config.schedule == "constant":
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _Loop:
+    def __init__(
+        self, config, model, enc_train, enc_dev, subsets, device, precision, pad_id, rd, mirror, report
+    ):
+        self.config = config
+        self.model = model
+        self.enc_train = enc_train
+        self.enc_dev = enc_dev
+        self.subsets = subsets
+        self.device = device
+        self.precision = precision
+        self.pad_id = pad_id
+        self.rd = rd
+        self.mirror = mirror
+        self.report = report
+        self.step = 0
+        self.examples = 0
+        self.tokens = 0
+        self.padded_tokens = 0
+        self.best: dict[str, Any] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+
+    # ------------------------------------------------------------------ training
+    def run(self, rng_for) -> str:
+        from tqdm.auto import tqdm
+
+        from mtsearch.data import collate
+        from mtsearch.samplers import SAMPLERS, BatchStream
+        from mtsearch.train.runtime import autocast
+        from mtsearch.updates import UPDATES
+
+        cfg = self.config
+        sizes = {t: len(e) for t, e in self.enc_train.items()}
+        batch_sizes = {t: cfg.batch_size for t in cfg.tasks}
+        sampler = SAMPLERS.create(
+            cfg.sampler,
+            cfg.args("sampler"),
+            sizes=sizes,
+            batch_sizes=batch_sizes,
+            rng=rng_for(cfg.seed, "sampler"),
+        )
+        streams = {
+            t: BatchStream(
+                sizes[t],
+                batch_sizes[t],
+                rng_for(cfg.seed, f"stream:{t}"),
+                lengths=self.enc_train[t].lengths() if cfg.bucket_by_length else None,
+            )
+            for t in cfg.tasks
+        }
+        total_steps = self.total_steps(batch_sizes)
+        optimizer, scheduler = build_optimizer(self.model, cfg, total_steps)
+        optim = _OptimHandle(self.model, optimizer, scheduler, cfg.max_grad_norm)
+        rule = UPDATES.create(cfg.update, cfg.args("update"), tasks=list(cfg.tasks))
+        self.model.train()
+
+        loss_sums = {t: 0.0 for t in cfg.tasks}
+        loss_counts = {t: 0 for t in cfg.tasks}
+        batches: dict[str, dict] = {}
+
+        def loss_of(task: str) -> torch.Tensor:
+            from mtsearch.models.multitask import task_loss
+
+            batch = batches[task]
+            inputs = [
+                {k: v.to(self.device, non_blocking=True) for k, v in seg.items()} for seg in batch["inputs"]
+            ]
+            with autocast(self.device, self.precision):
+                output = self.model(task, inputs)
+            loss = task_loss(task, output, batch["labels"].to(self.device))
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"the {task} loss became {float(loss)} at step {self.step + 1}: "
+                    "lower the learning rate or enable clipping (max_grad_norm)"
+                )
+            return loss
+
+        bar = tqdm(
+            total=total_steps, disable=not cfg.progress, desc=f"train {self.rd.path.name}", unit="step"
+        )
+        schedule = sampler.schedule()
+        no_better = 0
+        status = "finished"
+        t_mark = time.perf_counter()
+        try:
+            while self.step < total_steps:
+                tasks = next(schedule, None)
+                if tasks is None:
+                    break  # a finite schedule (e.g. one pass) has run out
+                batches.clear()
+                for t in tasks:
+                    batch = collate(self.enc_train[t], streams[t].next(), pad_id=self.pad_id)
+                    batches[t] = batch
+                    mask = batch["inputs"][0]["attention_mask"]
+                    self.examples += mask.shape[0]
+                    for seg in batch["inputs"]:
+                        self.tokens += int(seg["attention_mask"].sum())
+                        self.padded_tokens += seg["attention_mask"].numel()
+                losses = rule.step(tasks, loss_of, optim)
+                for t, v in losses.items():
+                    loss_sums[t] += v
+                    loss_counts[t] += 1
+                self.step += 1
+                elapsed = time.perf_counter() - t_mark
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{sum(losses.values()):.3f}",
+                    ex_s=f"{self.examples / max(1e-9, self.train_seconds + elapsed):.1f}",
+                )
+                last = self.step >= total_steps or (cfg.max_examples and self.examples >= cfg.max_examples)
+                if self.step % cfg.eval_every == 0 or last:
+                    self.train_seconds += time.perf_counter() - t_mark
+                    train_loss = {t: loss_sums[t] / loss_counts[t] for t in cfg.tasks if loss_counts[t]}
+                    loss_sums = {t: 0.0 for t in cfg.tasks}
+                    loss_counts = {t: 0 for t in cfg.tasks}
+                    improved = self.evaluate(train_loss, optimizer)
+                    bar.set_description(f"train {self.rd.path.name} dev {self.history[-1]['overall']:.3f}")
+                    no_better = 0 if improved else no_better + 1
+                    t_mark = time.perf_counter()
+                    if cfg.patience and no_better >= cfg.patience:
+                        status = "stopped_early"
+                        break
+                    if last:
+                        break
+        finally:
+            bar.close()
+        return status
+
+    def total_steps(self, batch_sizes: dict[str, int]) -> int:
+        cfg = self.config
+        steps = cfg.max_steps or math.inf
+        if cfg.max_examples:
+            # Round robin: every step sees one batch per task.
+            steps = min(steps, math.ceil(cfg.max_examples / sum(batch_sizes.values())))
+        return int(steps)
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, train_loss: dict[str, float], optimizer) -> bool:
+        from mtsearch.train.evaluate import evaluate
+
+        t0 = time.perf_counter()
+        scores, dev_loss = evaluate(
+            self.model,
+            self.enc_dev,
+            self.subsets,
+            self.device,
+            self.precision,
+            self.config.eval_batch_size,
+            self.pad_id,
+        )
+        self.eval_seconds += time.perf_counter() - t0
+        overall = overall_score(scores)
+        row = {
+            "kind": "eval",
+            "step": self.step,
+            "examples": self.examples,
+            "scores": scores,
+            "overall": overall,
+            "train_loss": train_loss,
+            "dev_loss": dev_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": round(self.train_seconds, 3),
+            "eval_seconds": round(self.eval_seconds, 3),
+            "examples_per_second": self.examples / max(1e-9, self.train_seconds),
+            "padding_efficiency": self.tokens / max(1, self.padded_tokens),
+        }
+        improved = not self.best or overall > self.best["overall"]
+        row["best"] = improved
+        self.history.append(row)
+        self.rd.append_metrics(row)
+        if improved:
+            self.best = {k: row[k] for k in ("step", "examples", "scores", "overall")}
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            if self.config.save_checkpoint:
+                self.rd.save_checkpoint(
+                    self.best_state,
+                    {"step": str(self.step), "overall": f"{overall:.6f}", "model": self.config.model},
+                )
+        flat = self.flat(row)
+        if self.mirror is not None:
+            self.mirror.log_metrics(self.step, flat)
+        if self.report is not None:
+            self.report(self.step, flat)  # may raise Pruned
+        return improved
+
+    @staticmethod
+    def flat(row: dict[str, Any]) -> dict[str, float]:
+        out: dict[str, float] = {"overall": row["overall"], "examples": row["examples"], "lr": row["lr"]}
+        out.update(row["scores"])
+        out.update({f"train_loss_{t}": v for t, v in row["train_loss"].items()})
+        out.update({f"dev_loss_{t}": v for t, v in row["dev_loss"].items()})
+        out["examples_per_second"] = row["examples_per_second"]
+        return out
+
+    def full_eval(self) -> dict[str, float]:
+        from mtsearch.train.evaluate import evaluate
+
+        full = {t: None for t in self.enc_dev}
+        scores, dev_loss = evaluate(
+            self.model,
+            self.enc_dev,
+            full,
+            self.device,
+            self.precision,
+            self.config.eval_batch_size,
+            self.pad_id,
+        )
+        row = {
+            "kind": "final",
+            "step": self.best.get("step"),
+            "examples": self.best.get("examples"),
+            "scores": scores,
+            "overall": overall_score(scores),
+            "dev_loss": dev_loss,
+            "dev_sizes": {t: len(e) for t, e in self.enc_dev.items()},
+        }
+        self.rd.append_metrics(row)
+        return scores
+
+    def result(self, status: str, final, seconds: float, error: str | None = None) -> TrainResult:
+        return TrainResult(
+            run_dir=self.rd.path,
+            status=status,
+            steps=self.step,
+            examples=self.examples,
+            seconds=round(seconds, 3),
+            best=self.best,
+            final=final,
+            error=error,
+        )

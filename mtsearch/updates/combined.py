@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule
+
+
+class CombinedArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    weights: dict[str, float] = Field(default_factory=dict)
+    """Loss weight lambda per task (missing tasks weigh 1.0)."""
+
+
+@UPDATES.register("combined")
+class Combined(UpdateRule):
+    """Sum of lambda_t * L_t over the step's tasks, one optimizer step."""
+
+    Args = CombinedArgs
+
+    def step(
+        self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
+    ) -> dict[str, float]:
+        # Backward right after each task's forward: the gradient of the weighted sum is
+        # the sum of the gradients, and only one task's activations are alive at a time.
+        losses = {}
+        for task in tasks:
+            loss = loss_of(task)
+            (self.args.weights.get(task, 1.0) * loss).backward()
+            losses[task] = float(loss.detach())
+        optim.step()
+        return losses
