@@ -32,10 +32,12 @@ def artifact_location() -> str:
 
 
 def _mlflow():
-    # MLflow logs alembic migrations and a few notices at INFO on first use of a store.
+    import mlflow
+
+    # MLflow configures its own logger on import and reports alembic migrations and
+    # store creation at INFO on first use: noise in a training log.
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow

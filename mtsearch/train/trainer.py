@@ -335,7 +335,7 @@ class _Loop:
             loss = task_loss(task, output, batch["labels"].to(self.device))
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
-                    f"the {task} loss became {float(loss)} at step {self.step + 1}: "
+                    f"the {task} loss became {float(loss.detach())} at step {self.step + 1}: "
                     "lower the learning rate or enable clipping (max_grad_norm)"
                 )
             return loss

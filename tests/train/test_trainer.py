@@ -1,0 +1,111 @@
+"""The core loop on the tiny model and a few hundred real rows per task."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtsearch.errors import ConfigError, DataError, ModelError
+from mtsearch.records import read_metrics
+from mtsearch.train import NonFiniteLoss, Pruned, train
+from tests.conftest import tiny_config
+
+
+def _evals(result):
+    return [r for r in read_metrics(result.run_dir / "metrics.jsonl") if r["kind"] == "eval"]
+
+
+def test_same_seed_same_metrics_other_seed_differs(data_dir, runs):
+    a = train(tiny_config(data_dir, seed=7, name="a"))
+    b = train(tiny_config(data_dir, seed=7, name="b"))
+    c = train(tiny_config(data_dir, seed=8, name="c"))
+    ea, eb, ec = _evals(a), _evals(b), _evals(c)
+    assert [r["scores"] for r in ea] == [r["scores"] for r in eb]
+    assert [r["train_loss"] for r in ea] == [r["train_loss"] for r in eb]
+    assert [r["train_loss"] for r in ea] != [r["train_loss"] for r in ec]
+
+
+def test_run_directory_describes_itself(data_dir, runs):
+    seen = []
+    result = train(tiny_config(data_dir, name="rec"), report=lambda step, m: seen.append((step, m)))
+    d = runs / "rec"
+    assert result.run_dir == d and result.status == "finished" and result.steps == 6
+    for f in ("config.yaml", "env.json", "metrics.jsonl", "result.json", "best.safetensors"):
+        assert (d / f).exists(), f
+    env = json.loads((d / "env.json").read_text())
+    assert env["device"] == "cpu" and env["packages"]["torch"].startswith("2.13")
+    files = {row["file"] for row in env["data"]}
+    assert {"ids-sst-train.csv", "quora-dev.csv", "sts-dev.csv"} <= files
+    assert all(len(row["md5"]) == 32 for row in env["data"])
+    evals = _evals(result)
+    assert [r["step"] for r in evals] == [3, 6]
+    assert [s for s, _ in seen] == [3, 6]  # report sees every evaluation
+    assert set(seen[-1][1]) >= {"overall", "sst", "para", "sts", "examples"}
+    assert evals[-1]["examples"] == 6 * 3 * 16
+    assert 0 < evals[-1]["padding_efficiency"] <= 1
+    # The checkpoint is the best evaluation's weights and loads into a state dict.
+    state = load_file(str(d / "best.safetensors"))
+    assert any(k.startswith("encoder.") for k in state) and "heads.sst.proj.weight" in state
+    saved = json.loads((d / "result.json").read_text())
+    assert saved["status"] == "finished" and saved["best"]["overall"] == max(r["overall"] for r in evals)
+
+
+def test_final_eval_scores_the_best_checkpoint_on_full_dev(data_dir, runs, monkeypatch):
+    # Shrink dev to keep this fast: a 150-row dev subset per task plays "full dev".
+    import mtsearch.data as data
+
+    real = data.load_split
+
+    def small_dev(task, split, ddir, strict=False, limit=None, seed=0):
+        return real(task, split, ddir, strict=strict, limit=limit if split != "dev" else 150, seed=seed)
+
+    monkeypatch.setattr(data, "load_split", small_dev)
+    result = train(tiny_config(data_dir, name="fin", eval_limit=50, final_eval=True))
+    rows = read_metrics(result.run_dir / "metrics.jsonl")
+    assert rows[-1]["kind"] == "final" and rows[-1]["dev_sizes"] == {"sst": 150, "para": 150, "sts": 150}
+    assert result.final == rows[-1]["scores"] and result.scores == result.final
+
+
+def test_early_stopping_and_pruning(data_dir, runs):
+    stopped = train(
+        tiny_config(data_dir, name="es", max_steps=40, eval_every=1, patience=1, lr=1e-9, head_lr=1e-9)
+    )
+    assert stopped.status == "stopped_early" and stopped.steps < 40
+
+    def prune(step, metrics):
+        raise Pruned()
+
+    with pytest.raises(Pruned):
+        train(tiny_config(data_dir, name="pr"), report=prune)
+    assert json.loads((runs / "pr" / "result.json").read_text())["status"] == "pruned"
+
+
+def test_nan_loss_fails_the_run_with_a_clear_error(data_dir, runs, monkeypatch):
+    import mtsearch.models.multitask as mt
+
+    monkeypatch.setattr(mt, "task_loss", lambda task, out, labels: out.float().sum() * float("nan"))
+    with pytest.raises(NonFiniteLoss, match="loss became nan at step 1"):
+        train(tiny_config(data_dir, name="nan"))
+    saved = json.loads((runs / "nan" / "result.json").read_text())
+    assert saved["status"] == "failed" and "NonFiniteLoss" in saved["error"]
+
+
+def test_bad_inputs_stop_before_any_run_directory(tmp_path, runs, data_dir):
+    with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
+        train(tiny_config(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="no such folder"):
+        train(tiny_config(data_dir, model=str(tmp_path / "no-model")))
+    with pytest.raises(ConfigError, match="cuda"):
+        if torch.cuda.is_available():
+            raise ConfigError("cuda present: nothing to check")
+        train(tiny_config(data_dir, device="cuda"))
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_budget_in_examples(data_dir, runs):
+    result = train(tiny_config(data_dir, name="ex", max_steps=None, max_examples=100, eval_every=50))
+    # 3 tasks x 16 per step: 100 examples take 3 steps.
+    assert result.steps == 3 and result.examples == 144
+    assert np.isfinite(result.overall)
