@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from mtsearch.config import RunConfig, apply_overrides, load_config, make_config, parse_set
 from mtsearch.errors import ConfigError
@@ -7,7 +8,7 @@ from mtsearch.errors import ConfigError
 def test_defaults_are_valid_and_frozen():
     cfg = make_config({})
     assert cfg.tasks == ("sst", "para", "sts")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.lr = 1.0  # frozen: a run's settings never change under it
 
 
