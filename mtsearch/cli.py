@@ -81,6 +81,70 @@ def _dims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from mtsearch.backends import BACKENDS
+    from mtsearch.config import parse_set
+    from mtsearch.sweep.results import compute, format_results, write_tables
+    from mtsearch.sweep.space import load_space
+
+    extra = parse_set(args.set or [])
+    if args.data_dir:
+        extra["data_dir"] = args.data_dir
+    space = load_space(args.space, args.profile, extra)
+    if args.trials is not None or args.minutes is not None:
+        import dataclasses
+
+        space = dataclasses.replace(
+            space,
+            trials=args.trials if args.trials is not None else space.trials,
+            minutes=args.minutes if args.minutes is not None else space.minutes,
+        )
+    backend = BACKENDS.get(args.backend)()
+    options = dict(mlflow=not args.no_mlflow, progress=not args.quiet, extra_set=extra)
+    if args.backend == "optuna":
+        options.update(storage=args.storage, worker=args.worker)
+    else:
+        options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+    outcome = backend.run(space, args.name, **options)
+    print(f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) in "
+          f"{outcome.wall_seconds / 60:.1f} min; trials {outcome.counts}")
+    if outcome.wall_seconds and outcome.runs:
+        print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time")
+    res = compute(outcome.sweep_dir)
+    if not res.configurations.empty:
+        write_tables(res)
+    print(format_results(res))
+    print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from mtsearch.sweep.results import compute, format_results, write_tables
+
+    res = compute(args.sweep)
+    print(format_results(res, top=args.top))
+    if not res.configurations.empty:
+        t, a = write_tables(res)
+        print(f"\nwritten: {t}, {a}")
+    return 0
+
+
+def _spaces(args: argparse.Namespace) -> int:
+    from mtsearch.sweep.space import expected_runs, list_spaces, load_space
+
+    for name in list_spaces():
+        try:
+            sp = load_space(name, args.profile)
+        except MtsearchError as err:
+            print(f"{name:10s} INVALID: {err}")
+            continue
+        dims = ", ".join(d.name for d in sp.dimensions)
+        runs = expected_runs(sp)
+        print(f"{name:10s} {sp.algorithm:6s} seeds={sp.seeds} runs={runs if runs else '?'} "
+              f"minutes={sp.minutes or '-'}  dims: {dims}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtsearch", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -109,6 +173,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-dir")
     c.add_argument("--strict", action="store_true", help="fail on the first malformed row")
     c.set_defaults(func=_data_check)
+
+    sw = sub.add_parser("sweep", help="run (or resume) a sweep over a search space")
+    sw.add_argument("space", help="a name under search_spaces/ (see `mtsearch spaces`) or a path to a .yaml")
+    sw.add_argument("--backend", default="optuna", choices=["optuna", "ray"])
+    sw.add_argument("--profile", default="cpu", help="budget profile of the space: cpu (default) or gpu")
+    sw.add_argument("--name", help="sweep name (default: the space's); the same name resumes")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config key")
+    sw.add_argument("--data-dir")
+    sw.add_argument("--trials", type=int, help="override the budget's number of configurations")
+    sw.add_argument("--minutes", type=float, help="override the budget's wall-clock minutes")
+    sw.add_argument("--storage", help="Optuna storage URL (default: sqlite in runs/sweeps/<name>/)")
+    sw.add_argument("--worker", action="store_true", help="join an existing Optuna study as one more worker")
+    sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
+    sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
+    sw.add_argument("--no-mlflow", action="store_true", help="do not mirror into MLflow")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_sweep)
+
+    rs = sub.add_parser("results", help="ranked configurations and ablation tables of a sweep")
+    rs.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
+    rs.add_argument("--top", type=int, default=10)
+    rs.set_defaults(func=_results)
+
+    sp = sub.add_parser("spaces", help="list the shipped search spaces and what they cost")
+    sp.add_argument("--profile", default="cpu")
+    sp.set_defaults(func=_spaces)
 
     dm = sub.add_parser("dims", help="list every config dimension and strategy")
     dm.set_defaults(func=_dims)

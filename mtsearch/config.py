@@ -27,7 +27,18 @@ from mtsearch.tasks import TASKS
 #: Fields that change how a run is executed or recorded but not what it learns; they
 #: are left out of the configuration hash so seed repeats and reruns group together.
 NON_SEMANTIC_FIELDS = frozenset(
-    {"name", "progress", "mlflow", "data_dir", "device", "num_threads", "save_checkpoint", "seed"}
+    {
+        "name",
+        "progress",
+        "mlflow",
+        "data_dir",
+        "device",
+        "num_threads",
+        "save_checkpoint",
+        "seed",
+        "log_grad_conflict",  # a diagnostic: it draws no randomness and changes no weight
+        "activation_cache",  # exact: the same run with or without it (up to float rounding)
+    }
 )
 
 
@@ -61,8 +72,8 @@ class RunConfig(BaseModel):
     """Token budget of one input; longer inputs are truncated (longest sentence first)."""
 
     # --- inputs, pooling, heads -------------------------------------------------
-    pair_mode: Literal["concat"] = "concat"
-    """How a sentence pair is fed: 'concat' = one input [CLS] a [SEP] b [SEP] with token types."""
+    pair_mode: Literal["concat", "separate", "ensemble"] = "concat"
+    """How a sentence pair is fed: 'concat' = one input [CLS] a [SEP] b [SEP] with token types; 'separate' = each sentence encoded alone, the head reads Sentence-BERT features [u; v; |u-v|]; 'ensemble' = both paths, each with its own head, outputs averaged (logits for para, scores for sts)."""
     pooling: str = "cls"
     """How token states become one vector per input (registry 'pooling')."""
     pooling_args: dict[str, Any] = Field(default_factory=dict)
@@ -73,6 +84,17 @@ class RunConfig(BaseModel):
     """Typed arguments of the chosen head."""
     head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Dropout on the pooled vector before each task head."""
+    # pair tasks and per-task dropout (mtsearch/models/multitask.py, mtsearch/heads/pair.py)
+    task_dropout: dict[str, float] = Field(default_factory=dict)
+    """Dropout before one task's head, overriding head_dropout for that task (e.g. {sts: 0.3})."""
+    shared_pair_layer: bool = False
+    """Add one dropout-linear-ReLU layer, shared by para and sts, on the pair representation before their heads (per path in 'ensemble'; dropout = head_dropout)."""
+    sts_head: Literal["regression", "cosine"] = "regression"
+    """STS output: 'regression' = the head's score on the 0..5 scale; 'cosine' = 5 * cos(u, v) of the separately encoded sentences (Sentence-BERT), needs pair_mode 'separate' or 'ensemble'."""
+    sts_loss: Literal["mse", "cosine_embedding"] = "mse"
+    """STS loss: 'mse' on the 0..5 scale; 'cosine_embedding' (sts_head 'cosine', pair_mode 'separate') = s*(1-cos) + (1-s)*max(0, cos - sts_margin) with s = label/5."""
+    sts_margin: float = Field(0.0, ge=-1.0, lt=1.0)
+    """Margin of the cosine-embedding STS loss: unrelated pairs (label 0) are pushed below this cosine; ignored with sts_loss 'mse'."""
 
     # --- sampling and updates -------------------------------------------------
     sampler: str = "round_robin"
@@ -81,12 +103,18 @@ class RunConfig(BaseModel):
     """Typed arguments of the chosen sampler."""
     batch_size: int = Field(32, ge=1, le=4096)
     """Examples per task batch."""
+    # per-task batch sizes (mtsearch/samplers; wired into the trainer's batch_sizes)
+    task_batch_size: dict[str, int] = Field(default_factory=dict)
+    """Examples per batch of one task, overriding batch_size for that task (e.g. {para: 64})."""
     bucket_by_length: bool = True
     """Group examples of similar length into batches (shuffled in chunks of 50 batches) to cut padding."""
     update: str = "combined"
     """How task losses become parameter updates (registry 'updates')."""
     update_args: dict[str, Any] = Field(default_factory=dict)
     """Typed arguments of the chosen update rule."""
+    # gradient-conflict diagnostic (mtsearch/updates/conflict.py, logged by the trainer's evaluate)
+    log_grad_conflict: bool = True
+    """At every evaluation, log the cosine between each pair of tasks' encoder gradients on one fixed probe batch per task (grad_cosine); costs one forward+backward per task, does not change training."""
 
     # --- optimisation ---------------------------------------------------------
     lr: float = Field(5e-5, gt=0.0, le=1.0)
@@ -97,14 +125,36 @@ class RunConfig(BaseModel):
     """AdamW weight decay (not applied to biases and LayerNorm weights)."""
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
     """Fraction of the step budget spent warming the learning rate up linearly from 0."""
-    schedule: Literal["linear", "constant"] = "linear"
-    """Learning-rate shape after warm-up: 'linear' decays to 0 at the last step, 'constant' stays."""
+    schedule: Literal["linear", "constant", "cosine", "multistep"] = "linear"
+    """Learning-rate shape after warm-up: 'linear' decays to 0 at the last step, 'constant' stays, 'cosine' follows half a cosine down to 0 at the last step, 'multistep' multiplies by schedule_gamma at each of schedule_milestones."""
     max_grad_norm: float | None = Field(1.0, gt=0.0)
     """Clip the global gradient norm to this value; None: no clipping."""
+    # schedules, per-layer/per-task learning rates, accumulation, freezing and the activation
+    # cache (mtsearch/train/optim.py, mtsearch/train/activation_cache.py)
+    schedule_milestones: tuple[float, ...] = ()
+    """'multistep' only: where the learning rate drops, as fractions in (0, 1) of the run's optimizer steps, increasing and past the warm-up (e.g. [0.5, 0.75])."""
+    schedule_gamma: float | None = Field(None, gt=0.0, le=1.0)
+    """'multistep' only: factor applied to the learning rate at each milestone; None: 0.1."""
+    task_head_lr: dict[str, float] = Field(default_factory=dict)
+    """Peak learning rate of one task's pooling and head(s), overriding head_lr for that task (e.g. {sts: 3e-3}); a shared pair layer keeps head_lr."""
+    layer_lr_decay: float = Field(1.0, gt=0.0, le=1.0)
+    """Layer-wise learning-rate decay: encoder layer l (0-based of L) gets lr * decay^(L-1-l), the embeddings lr * decay^L; 1.0: off."""
+    grad_accum: int = Field(1, ge=1, le=1024)
+    """Accumulate the gradients of this many steps and apply their average as one optimizer step (the same as scaling each loss by 1/k); max_steps still counts steps (rounds), the schedule counts optimizer steps."""
+    freeze_layers: int = Field(0, ge=0, le=128)
+    """Freeze the embeddings and the lower k encoder layers: no gradient, no weight decay, and no dropout there (kept in eval mode while training); 0: nothing frozen."""
+    frozen_encoder: bool = False
+    """Train only the heads: the whole encoder is frozen as freeze_layers freezes its lower layers."""
+    heads_only_steps_before: int = Field(0, ge=0)
+    """Steps at the start of the run with the whole encoder frozen (heads only) before full fine-tuning; they count inside max_steps."""
+    heads_only_steps_after: int = Field(0, ge=0)
+    """Steps at the end of the run with the whole encoder frozen (heads only) after full fine-tuning; they count inside max_steps."""
+    activation_cache: bool = True
+    """With freeze_layers (or frozen_encoder), compute the frozen layers' outputs once per data file and model, keep them on disk (cache_dir/activations) and run only the layers above them; exact, since frozen layers run without dropout."""
 
     # --- budget, evaluation, stopping ----------------------------------------
     max_steps: int | None = Field(200, ge=1)
-    """Stop after this many optimizer steps (one step = one batch of each scheduled task)."""
+    """Stop after this many steps (one step = one batch of each scheduled task; with grad_accum k, an optimizer step every k steps)."""
     max_examples: int | None = Field(None, ge=1)
     """Stop once this many training examples (over all tasks) were seen; with max_steps, whichever comes first."""
     eval_every: int = Field(100, ge=1)
@@ -151,9 +201,133 @@ class RunConfig(BaseModel):
         from mtsearch.strategies import registries
 
         for reg in registries().values():
-            reg.parse_args(getattr(self, reg.field), getattr(self, f"{reg.field}_args"), f"{reg.field}_args")
+            name = getattr(self, reg.field)
+            args = reg.parse_args(name, getattr(self, f"{reg.field}_args"), f"{reg.field}_args")
+            # A strategy may refuse arguments that cannot work with the chosen tasks.
+            check = getattr(reg.get(name), "check_config", None)
+            if check is not None:
+                check(args, self.tasks)
         if self.max_steps is None and self.max_examples is None:
             raise ValueError("set max_steps or max_examples: a run needs a budget")
+        return self
+
+    @model_validator(mode="after")
+    def _task_batch_size(self) -> RunConfig:
+        for task in self.task_batch_size:
+            if task not in TASKS:
+                raise ValueError(
+                    f"task_batch_size: unknown task '{task}'{suggest(task, list(TASKS))}; "
+                    f"choose from {', '.join(TASKS)}"
+                )
+            if task not in self.tasks:
+                raise ValueError(
+                    f"task_batch_size names '{task}', which is not in tasks ({', '.join(self.tasks)})"
+                )
+            size = self.task_batch_size[task]
+            if not 1 <= size <= 4096:  # the range of batch_size
+                raise ValueError(f"task_batch_size.{task}: a batch size is in [1, 4096] (got {size!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _pair_inputs(self) -> RunConfig:
+        for task, rate in self.task_dropout.items():
+            if task not in TASKS:
+                raise ValueError(
+                    f"task_dropout: unknown task '{task}'{suggest(task, list(TASKS))}; "
+                    f"choose from {', '.join(TASKS)}"
+                )
+            if task not in self.tasks:
+                raise ValueError(
+                    f"task_dropout names '{task}', which is not in tasks ({', '.join(self.tasks)})"
+                )
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"task_dropout.{task}: a dropout rate is in [0, 1) (got {rate!r})")
+        if self.sts_head == "cosine" and self.pair_mode == "concat":
+            raise ValueError(
+                "sts_head 'cosine' needs each sentence encoded alone, which pair_mode 'concat' "
+                "does not do: use pair_mode 'separate' or 'ensemble', or sts_head 'regression'"
+            )
+        if self.sts_loss == "cosine_embedding" and self.sts_head != "cosine":
+            raise ValueError(
+                "sts_loss 'cosine_embedding' is a loss on a cosine: it needs sts_head 'cosine' "
+                f"(got sts_head '{self.sts_head}')"
+            )
+        if self.sts_loss == "cosine_embedding" and self.pair_mode != "separate":
+            raise ValueError(
+                "sts_loss 'cosine_embedding' needs pair_mode 'separate': with pair_mode "
+                f"'{self.pair_mode}' the STS output is not a pure cosine; use sts_loss 'mse'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _optimisation(self) -> RunConfig:
+        # schedules, per-task head lr, accumulation and freezing (mtsearch/train/optim.py)
+        for task, rate in self.task_head_lr.items():
+            if task not in TASKS:
+                raise ValueError(
+                    f"task_head_lr: unknown task '{task}'{suggest(task, list(TASKS))}; "
+                    f"choose from {', '.join(TASKS)}"
+                )
+            if task not in self.tasks:
+                raise ValueError(
+                    f"task_head_lr names '{task}', which is not in tasks ({', '.join(self.tasks)})"
+                )
+            if not 0.0 < rate <= 1.0:  # the range of head_lr
+                raise ValueError(f"task_head_lr.{task}: a learning rate is in (0, 1] (got {rate!r})")
+        if self.schedule != "multistep":
+            if self.schedule_milestones:
+                raise ValueError(
+                    f"schedule_milestones only apply to schedule 'multistep' (got schedule '{self.schedule}')"
+                )
+            if self.schedule_gamma is not None:
+                raise ValueError(
+                    f"schedule_gamma only applies to schedule 'multistep' (got schedule '{self.schedule}')"
+                )
+        else:
+            ms = self.schedule_milestones
+            if not ms:
+                raise ValueError("schedule 'multistep' needs schedule_milestones (e.g. [0.5, 0.75])")
+            if any(not 0.0 < m < 1.0 for m in ms):
+                raise ValueError(
+                    f"schedule_milestones: each milestone is a fraction of the run in (0, 1) (got {list(ms)})"
+                )
+            if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+                raise ValueError(f"schedule_milestones must increase strictly (got {list(ms)})")
+            if ms[0] < self.warmup_ratio:
+                raise ValueError(
+                    f"schedule_milestones: milestone {ms[0]} falls inside the warm-up "
+                    f"(warmup_ratio {self.warmup_ratio}); put milestones after it"
+                )
+        phases = self.heads_only_steps_before + self.heads_only_steps_after
+        if self.max_steps is not None and phases > self.max_steps:
+            raise ValueError(
+                f"heads_only_steps_before + heads_only_steps_after ({self.heads_only_steps_before} + "
+                f"{self.heads_only_steps_after}) exceed max_steps ({self.max_steps}): they count inside it"
+            )
+        if self.frozen_encoder and self.freeze_layers:
+            raise ValueError(
+                f"frozen_encoder already freezes every layer: freeze_layers ({self.freeze_layers}) "
+                "contradicts it; set one of them"
+            )
+        if self.frozen_encoder and phases:
+            raise ValueError(
+                "heads_only_steps_before / heads_only_steps_after freeze the encoder for part of the run, "
+                "but frozen_encoder freezes it for all of it; set one of them"
+            )
+        if self.grad_accum > 1 and self.update == "separate":
+            raise ValueError(
+                "grad_accum accumulates one gradient per step, but update 'separate' steps once per task "
+                "with its own learning rate: use grad_accum 1 or another update"
+            )
+        if self.frozen_encoder and not self.shared_pair_layer:
+            from mtsearch.updates import UPDATES
+            from mtsearch.updates.gradients import GradientSurgery
+
+            if issubclass(UPDATES.get(self.update), GradientSurgery):
+                raise ValueError(
+                    f"update '{self.update}' combines the tasks' encoder gradients, and frozen_encoder "
+                    "leaves none: use update 'combined' (or unfreeze the encoder)"
+                )
         return self
 
     # ---------------------------------------------------------------- helpers

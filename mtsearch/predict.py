@@ -7,6 +7,7 @@ header and one ``id , prediction`` line per example.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mtsearch.config import load_config
@@ -14,6 +15,8 @@ from mtsearch.errors import MtsearchError
 from mtsearch.paths import runs_dir
 from mtsearch.records import atomic_write_text
 from mtsearch.tasks import TASKS
+
+log = logging.getLogger("mtsearch.predict")
 
 
 def find_run(run: str) -> Path:
@@ -38,9 +41,9 @@ def predict_run(
     import torch
     from safetensors.torch import load_file
 
-    from mtsearch.data import encode_split, load_split, require_files, resolve_data_dir
+    from mtsearch.data import load_split, require_files, resolve_data_dir, split_path
     from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.models.multitask import MultitaskModel, encode_for_model
     from mtsearch.train.evaluate import predict
     from mtsearch.train.runtime import pick_device
 
@@ -48,7 +51,9 @@ def predict_run(
     config = load_config(path / "config.yaml", {"data_dir": data_dir} if data_dir else {})
     source = resolve_model(config.model)
     ddir = resolve_data_dir(config.data_dir)
-    require_files(ddir, list(config.tasks), list(splits))
+    # dev must be there (the run trained against it); a test file may be missing from a
+    # mirror (the QQP test file is not in every copy): those are skipped with a warning.
+    require_files(ddir, list(config.tasks), [s for s in splits if s != "test"])
     device, precision = pick_device(config)
     tokenizer = load_tokenizer(source)
     model = MultitaskModel(load_encoder(source, seed=config.seed), config)
@@ -59,8 +64,11 @@ def predict_run(
     with torch.inference_mode():
         for task in config.tasks:
             for split in splits:
+                if split_path(task, split, ddir) is None:
+                    log.warning("no %s %s file in %s: its predictions are skipped", task, split, ddir)
+                    continue
                 data = load_split(task, split, ddir, strict=config.strict_data)
-                enc = encode_split(data, tokenizer, config.max_length, config.pair_mode)
+                enc = encode_for_model(data, tokenizer, config)
                 idx, preds, _ = predict(
                     model,
                     task,

@@ -120,3 +120,67 @@ class MlflowMirror:
                     except Exception as err:  # an artifact is never worth losing the run over
                         log.warning("could not copy %s to MLflow: %s", f.name, err)
         self.client.set_terminated(self.run_id, status=status)
+
+
+def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    """The sweep's parent run: one per sweep, its trials' runs are its children."""
+    _mlflow()
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp_id = get_experiment_id(client)
+    run = client.create_run(exp_id, run_name=f"sweep:{name}", tags={"mlflow.runName": f"sweep:{name}", **tags})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def finish_parent(run_id: str, metrics: dict[str, float], status: str = "FINISHED") -> None:
+    _mlflow()
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]
+    if items:
+        client.log_batch(run_id, metrics=items)
+    client.set_terminated(run_id, status=status)
+
+
+def fail_running_children(sweep: str, trial: int) -> list[str]:
+    """Mark MLflow runs of an interrupted trial FAILED (their process died mid-run)."""
+    _mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return []
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.sweep = '{sweep}' and tags.trial = '{trial}' and attributes.status = 'RUNNING'",
+    )
+    for r in runs:
+        client.set_terminated(r.info.run_id, status="FAILED")
+    return [r.info.run_id for r in runs]
+
+
+def close_running_children(sweep: str, status: str = "KILLED") -> list[str]:
+    """Close every still-RUNNING MLflow run of a sweep (its worker was stopped)."""
+    _mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return []
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.sweep = '{sweep}' and attributes.status = 'RUNNING'"
+    )
+    ids = [r.info.run_id for r in runs if r.data.tags.get("mtsearch.kind") != "sweep"]
+    for rid in ids:
+        client.set_terminated(rid, status=status)
+    return ids

@@ -9,7 +9,7 @@ import torch
 from mtsearch.heads import HEADS
 from mtsearch.pooling import POOLING
 from mtsearch.registry import Registry
-from mtsearch.samplers import SAMPLERS, BatchStream
+from mtsearch.samplers import SAMPLERS, BatchStream, TaskBatches
 from mtsearch.strategies import registries
 from mtsearch.updates import UPDATES
 
@@ -35,21 +35,59 @@ def test_every_strategy_is_documented_and_has_default_args(reg, name):
         assert info.description, f"{reg.family}/{name} knob {knob} has no docstring"
 
 
+SIZES = {"sst": 500, "para": 2000, "sts": 300}
+BATCH = {"sst": 8, "para": 16, "sts": 4}
+
+
+def _sampler(name, seed, total_steps=4000):
+    rng = np.random.default_rng(seed)
+    labels = {"sst": np.arange(500) % 5, "para": np.arange(2000) % 2, "sts": np.linspace(0, 5, 300)}
+    s = SAMPLERS.create(
+        name,
+        SAMPLERS.get(name).Args(),
+        sizes=SIZES,
+        batch_sizes=BATCH,
+        rng=rng,
+        labels={t: v.astype(np.float32) for t, v in labels.items()},
+        total_steps=total_steps,
+    )
+    return s, rng
+
+
 @pytest.mark.parametrize("name", SAMPLERS.names())
 def test_samplers_are_deterministic_per_seed_and_only_name_known_tasks(name):
     def first(seed, n=200):
-        s = SAMPLERS.create(
-            name,
-            SAMPLERS.get(name).Args(),
-            sizes={"sst": 500, "para": 2000, "sts": 300},
-            batch_sizes={t: 8 for t in TASKS3},
-            rng=np.random.default_rng(seed),
-        )
-        return list(itertools.islice(s.schedule(), n))
+        s, rng = _sampler(name, seed)
+        steps = list(itertools.islice(s.schedule(), n))
+        pools = {t: None if s.index_pool(t) is None else s.index_pool(t).tolist() for t in TASKS3}
+        used_rng = rng.bit_generator.state != np.random.default_rng(seed).bit_generator.state
+        return steps, pools, used_rng
 
-    a, b = first(1), first(1)
+    a, b, c = first(1), first(1), first(2)
     assert a == b
-    assert a and all(set(step) <= set(TASKS3) and step for step in a)
+    steps, pools, used_rng = a
+    assert steps and all(step and set(step) <= set(TASKS3) and len(set(step)) == len(step) for step in steps)
+    for t, pool in pools.items():
+        assert pool is None or (pool and 0 <= min(pool) and max(pool) < SIZES[t])
+    # A sampler that draws random numbers gives another schedule or pool with another
+    # seed; one that draws none gives the same (it must not hide randomness elsewhere).
+    assert (a[:2] != c[:2]) == used_rng
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_expected_examples_per_step_matches_what_the_batches_hold(name):
+    # The trainer turns max_examples into steps with this number. Over 4000 steps the
+    # measured mean must be within 5 %: the worst random case (one task of 4, 8 or 16
+    # per step) has a per-step sd under 6, i.e. an sd of the mean under 0.1 = ~1.2 % of
+    # ~8; the rest covers a part-finished epoch at the end.
+    sampler, _ = _sampler(name, 3)
+    streams = {
+        t: BatchStream(SIZES[t], BATCH[t], np.random.default_rng(i), pool=sampler.index_pool(t))
+        for i, t in enumerate(TASKS3)
+    }
+    feed = TaskBatches(sampler, streams)
+    seen = [sum(len(idx) for idx in feed.next().values()) for _ in range(4000)]
+    assert np.mean(seen) == pytest.approx(sampler.expected_examples_per_step(), rel=0.05)
 
 
 def test_round_robin_gives_every_task_each_step():

@@ -98,6 +98,9 @@ class EncodedSplit:
     cache_path: Path | None = None
     from_cache: bool = False
     lines: np.ndarray | None = field(default=None, repr=False)
+    #: segment name -> cached hidden states of the frozen lower encoder layers, attached by
+    #: mtsearch.train.activation_cache; collate then adds them to each batch input
+    hidden: dict | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -298,7 +301,8 @@ def collate(encoded: EncodedSplit, indices, pad_id: int = 0) -> dict:
 
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     inputs = []
-    for seg in encoded.segments.values():
+    hidden = encoded.hidden or {}
+    for name, seg in encoded.segments.items():
         sub = seg.select(idx)
         lens = sub.lengths()
         width = int(lens.max()) if len(lens) else 0
@@ -308,13 +312,17 @@ def collate(encoded: EncodedSplit, indices, pad_id: int = 0) -> dict:
         # Boolean assignment fills row-major, which is exactly the flat storage order.
         ids[mask] = sub.input_ids
         types[mask] = sub.token_type_ids
-        inputs.append(
-            {
-                "input_ids": torch.from_numpy(ids),
-                "attention_mask": torch.from_numpy(mask.astype(np.int64)),
-                "token_type_ids": torch.from_numpy(types),
-            }
-        )
+        entry = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+            "token_type_ids": torch.from_numpy(types),
+        }
+        if name in hidden:
+            # The activation cache: the frozen layers' output for these examples, padded
+            # like the ids; the model runs only the layers above ``cached_layer``.
+            entry["cached_hidden"] = hidden[name].batch(idx, lens)
+            entry["cached_layer"] = torch.tensor(hidden[name].layer)
+        inputs.append(entry)
     labels = None
     if encoded.labels is not None:
         labels = torch.from_numpy(encoded.labels[idx].astype(np.float32, copy=True))

@@ -26,4 +26,20 @@ class Pooling(nn.Module):
         raise NotImplementedError
 
 
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` [B, L, H] over the positions where ``mask`` [B, L] is 1."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    # Every input has at least [CLS]; the clamp only guards a hand-made all-padding row.
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+def lengths_of(mask: torch.Tensor) -> torch.Tensor:
+    """Real tokens per row of a right-padded mask [B, L]; refuses any other padding layout."""
+    lengths = mask.sum(dim=1).long()
+    prefix = torch.arange(mask.shape[1], device=mask.device)[None, :] < lengths[:, None]
+    if not torch.equal(prefix, mask.bool()):
+        raise ValueError("this pooling needs right-padded inputs (real tokens first, then padding)")
+    return lengths.clamp(min=1)
+
+
 POOLING: Registry[Pooling] = Registry("pooling", "pooling")

@@ -1,11 +1,13 @@
 """Task samplers: which tasks contribute a batch to each training step.
 
-A sampler only decides the task schedule; drawing the examples of a batch is the job
-of :class:`~mtsearch.samplers.base.BatchStream`, one per task, so every sampler gets
-shuffling, epochs and length bucketing the same way.
+A sampler decides the task schedule and, when it needs to, which examples each task
+trains on (:meth:`~mtsearch.samplers.base.Sampler.index_pool`); drawing the examples of
+a batch is the job of :class:`~mtsearch.samplers.base.BatchStream`, one per task, so
+every sampler gets shuffling, epochs and length bucketing the same way.
+:class:`~mtsearch.samplers.base.TaskBatches` joins the two for the trainer.
 """
 
-from mtsearch.samplers import round_robin  # noqa: F401  (registers)
-from mtsearch.samplers.base import SAMPLERS, BatchStream, Sampler
+from mtsearch.samplers import resample, round_robin, sequential, weighted  # noqa: F401  (registers)
+from mtsearch.samplers.base import SAMPLERS, BatchStream, Sampler, TaskBatches, build_streams
 
-__all__ = ["SAMPLERS", "BatchStream", "Sampler"]
+__all__ = ["SAMPLERS", "BatchStream", "Sampler", "TaskBatches", "build_streams"]

@@ -39,7 +39,8 @@ def predict(
             output = model(task, inputs)
         out[pos] = predictions(task, output).float().cpu().numpy()
         if batch["labels"] is not None:
-            loss_sum += float(task_loss(task, output, batch["labels"].to(device))) * len(pos)
+            loss = task_loss(task, output, batch["labels"].to(device), model.loss_options)
+            loss_sum += float(loss) * len(pos)
             n_loss += len(pos)
     model.train(was_training)
     return indices, out, (loss_sum / n_loss if n_loss else float("nan"))

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from mtsearch.config import RunConfig
-from mtsearch.errors import MtsearchError
+from mtsearch.errors import ConfigError, MtsearchError
 from mtsearch.paths import runs_dir
 from mtsearch.records import RunDir, environment
 from mtsearch.tasks import overall_score
+from mtsearch.train.optim import Freezer, build_optimizer, make_accumulator
 
 log = logging.getLogger("mtsearch.train")
 
@@ -87,9 +88,9 @@ def train(
     ``report(step, metrics)`` is called after every evaluation with flat metrics
     (``overall``, one key per task, ``examples``); it may raise :class:`Pruned`.
     """
-    from mtsearch.data import encode_split, fingerprint, load_split, require_files, resolve_data_dir
+    from mtsearch.data import fingerprint, load_split, require_files, resolve_data_dir
     from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.models.multitask import MultitaskModel, encode_for_model
     from mtsearch.train.runtime import pick_device, rng_for, seed_everything
 
     t_start = time.perf_counter()
@@ -113,12 +114,9 @@ def train(
     for name, split in {**train_splits, **dev_splits}.items():
         if not split.examples:
             raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
-    enc_train = {
-        t: encode_split(s, tokenizer, config.max_length, config.pair_mode) for t, s in train_splits.items()
-    }
-    enc_dev = {
-        t: encode_split(s, tokenizer, config.max_length, config.pair_mode) for t, s in dev_splits.items()
-    }
+    # encode_for_model decides which encodings the config's pair_mode needs (one place).
+    enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
+    enc_dev = {t: encode_for_model(s, tokenizer, config) for t, s in dev_splits.items()}
     pad_id = tokenizer.pad_token_id or 0
     eval_rng = np.random.default_rng(EVAL_SUBSET_SEED)
     subsets: dict[str, np.ndarray | None] = {}
@@ -133,6 +131,17 @@ def train(
 
     encoder = load_encoder(source, seed=config.seed)
     model = MultitaskModel(encoder, config).to(device)
+    # Freezing (mtsearch/train/optim.py): a model too shallow for freeze_layers is refused
+    # here, before any run directory. Frozen layers' outputs are then fixed, so the
+    # activation cache may hand their output to the model instead of running them.
+    freezer = Freezer(model.encoder, config)
+    cache_report = None
+    if config.activation_cache and freezer.frozen_depth:
+        from mtsearch.train.activation_cache import prepare
+
+        pairs = [(train_splits[t], enc_train[t]) for t in config.tasks]
+        pairs += [(dev_splits[t], enc_dev[t]) for t in config.tasks]
+        cache_report = prepare(config, model.encoder, freezer.frozen_depth, source, tokenizer, pairs, device)
 
     name = config.name or default_run_name(config)
     rd = RunDir(run_dir or runs_dir() / name)
@@ -142,7 +151,10 @@ def train(
         "source": asdict(source),
         "parameters": sum(p.numel() for p in model.parameters()),
         "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
+    if cache_report is not None:
+        model_info["activation_cache"] = cache_report.to_json()
     rd.write_env(environment(str(device), precision, data_fp, model_info))
 
     mirror = None
@@ -155,6 +167,7 @@ def train(
         )
 
     loop = _Loop(config, model, enc_train, enc_dev, subsets, device, precision, pad_id, rd, mirror, report)
+    loop.freezer = freezer
     status, error = "failed", None
     try:
         status = loop.run(rng_for)
@@ -200,64 +213,69 @@ def _close(rd: RunDir, mirror, result: TrainResult, mlflow_status: str) -> None:
 
 
 class _OptimHandle:
-    """What update rules see of the optimizer: parameters and one ``step``."""
+    """What update rules see of the optimizer: parameters, ``step``, and ``apply`` + ``advance``.
+
+    ``step`` is one trainer step: ``apply`` (clip, optimizer step, zero grads) then
+    ``advance`` (the schedule moves once). A rule that steps several times per trainer
+    step (update 'separate': once per task) calls ``apply`` per task, with that task's
+    encoder lr / weight decay, and ``advance`` once at the end, so the schedule counts
+    trainer steps whatever the rule does.
+
+    With ``grad_accum`` k the trainer sets ``accumulator`` (mtsearch/train/optim.py):
+    ``step`` then only stashes the round's gradient, except every k-th round, which steps
+    on the mean gradient of its window (config refuses update 'separate' with k > 1).
+    """
+
+    accumulator = None  # optim.GradAccumulator when grad_accum > 1
 
     def __init__(self, model, optimizer, scheduler, max_grad_norm):
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.max_grad_norm = max_grad_norm
-        self.shared_params = [p for p in model.encoder.parameters() if p.requires_grad]
-        self.head_params = {
-            t: [
-                p
-                for p in list(model.pooling[t].parameters()) + list(model.heads[t].parameters())
-                if p.requires_grad
-            ]
-            for t in model.tasks
-        }
+        # shared: the encoder plus the pair layer para and sts share (if any; its gradient
+        # stays None for the tasks that do not use it).
+        self.shared_params = [p for p in model.shared_parameters() if p.requires_grad]
+        self.head_params = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in model.tasks}
         self.all_params = [p for p in model.parameters() if p.requires_grad]
 
     def step(self) -> None:
-        if self.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.all_params, self.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        if self.accumulator is not None and self.accumulator.hold():
+            return  # mid-window: the gradient is stashed, the optimizer waits
+        self.apply()
+        self.advance()
+
+    def flush(self) -> None:
+        """Step now on a partly accumulated window (the run ends before the window does)."""
+        if self.accumulator is not None and self.accumulator.release():
+            self.apply()
+            self.advance()
+
+    def apply(self, *, lr: float | None = None, weight_decay: float | None = None) -> None:
+        """Clip, one optimizer step, zero the gradients; the schedule does not move.
+
+        ``lr`` replaces the encoder's peak learning rate for this step only (times the
+        schedule's current factor); ``weight_decay`` replaces the decay of the groups that
+        decay (``build_optimizer`` tags them). Both are restored afterwards.
+        """
+        saved = [(g["lr"], g["weight_decay"]) for g in self.optimizer.param_groups]
+        for g in self.optimizer.param_groups:
+            if lr is not None and g.get("role") == "encoder":
+                # keep the schedule's factor and the group's layer-wise scale (layer_lr_decay)
+                g["lr"] = lr * g.get("lr_scale", 1.0) * g["lr"] / g.get("initial_lr", g["lr"])
+            if weight_decay is not None and g.get("decay"):
+                g["weight_decay"] = weight_decay
+        try:
+            if self.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.all_params, self.max_grad_norm)
+            self.optimizer.step()
+        finally:
+            for g, (g_lr, g_wd) in zip(self.optimizer.param_groups, saved, strict=True):
+                g["lr"], g["weight_decay"] = g_lr, g_wd
         self.optimizer.zero_grad(set_to_none=True)
 
-
-def build_optimizer(model, config: RunConfig, total_steps: int):
-    no_decay = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
-    groups = []
-    for params, lr in (
-        (list(model.encoder.named_parameters()), config.lr),
-        (
-            list(model.pooling.named_parameters()) + list(model.heads.named_parameters()),
-            config.head_lr or config.lr,
-        ),
-    ):
-        decay = [p for n, p in params if p.requires_grad and not n.endswith(no_decay)]
-        nodecay = [p for n, p in params if p.requires_grad and n.endswith(no_decay)]
-        groups += [
-            {"params": decay, "lr": lr, "weight_decay": config.weight_decay},
-            {"params": nodecay, "lr": lr, "weight_decay": 0.0},
-        ]
-    groups = [g for g in groups if g["params"]]
-    try:
-        # The fused kernel does the whole update in one pass (CPU and CUDA in torch >= 2.4).
-        optimizer = torch.optim.AdamW(groups, fused=True)
-    except (RuntimeError, TypeError):
-        optimizer = torch.optim.AdamW(groups)
-    warmup = int(config.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if config.schedule == "constant":
-            return 1.0
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def advance(self) -> None:
+        self.scheduler.step()
 
 
 class _Loop:
@@ -284,55 +302,88 @@ class _Loop:
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
+        self.rule = None  # the update rule, set by run()
+        self.probe: dict[str, dict] = {}  # gradient-conflict probe batch per task (run())
+        self.batch_loss: Callable[[str, dict], torch.Tensor] | None = None
+        self.freezer = None  # mtsearch.train.optim.Freezer: the heads-only phases (train())
 
     # ------------------------------------------------------------------ training
     def run(self, rng_for) -> str:
         from tqdm.auto import tqdm
 
         from mtsearch.data import collate
-        from mtsearch.samplers import SAMPLERS, BatchStream
+        from mtsearch.samplers import SAMPLERS, TaskBatches, build_streams
         from mtsearch.train.runtime import autocast
         from mtsearch.updates import UPDATES
 
         cfg = self.config
         sizes = {t: len(e) for t, e in self.enc_train.items()}
-        batch_sizes = {t: cfg.batch_size for t in cfg.tasks}
-        sampler = SAMPLERS.create(
-            cfg.sampler,
-            cfg.args("sampler"),
-            sizes=sizes,
-            batch_sizes=batch_sizes,
-            rng=rng_for(cfg.seed, "sampler"),
-        )
-        streams = {
-            t: BatchStream(
-                sizes[t],
-                batch_sizes[t],
-                rng_for(cfg.seed, f"stream:{t}"),
-                lengths=self.enc_train[t].lengths() if cfg.bucket_by_length else None,
+        batch_sizes = {t: cfg.task_batch_size.get(t, cfg.batch_size) for t in cfg.tasks}
+        labels = {t: e.labels for t, e in self.enc_train.items() if e.labels is not None}
+
+        def make_sampler(total_steps: int | None):
+            return SAMPLERS.create(
+                cfg.sampler,
+                cfg.args("sampler"),
+                sizes=sizes,
+                batch_sizes=batch_sizes,
+                labels=labels,
+                rng=rng_for(cfg.seed, "sampler"),
+                total_steps=total_steps,
             )
-            for t in cfg.tasks
-        }
-        total_steps = self.total_steps(batch_sizes)
-        optimizer, scheduler = build_optimizer(self.model, cfg, total_steps)
+
+        # The step budget depends on the sampler (examples per step) and an annealing
+        # sampler depends on the budget: a first sampler answers the former, the one that
+        # trains is built with the budget. Both start from the same fresh generator, so
+        # the schedule does not depend on the first one.
+        total_steps = self.total_steps(make_sampler(None))
+        sampler = make_sampler(total_steps)
+        lengths = {t: e.lengths() for t, e in self.enc_train.items()} if cfg.bucket_by_length else None
+        feed = TaskBatches(sampler, build_streams(sampler, rng_for, cfg.seed, lengths))
+        # The rule first: its own parameters (if any) join the optimizer in their own group.
+        rule = UPDATES.create(
+            cfg.update, cfg.args("update"), tasks=list(cfg.tasks), rng=rng_for(cfg.seed, "update")
+        ).to(self.device)
+        self.rule = rule
+        optimizer, scheduler = build_optimizer(
+            self.model, cfg, total_steps, rule.extra_parameters(), rule.extra_lr()
+        )
         optim = _OptimHandle(self.model, optimizer, scheduler, cfg.max_grad_norm)
-        rule = UPDATES.create(cfg.update, cfg.args("update"), tasks=list(cfg.tasks))
+        # grad_accum: the handle steps the optimizer on the mean gradient every k rounds
+        optim.accumulator = make_accumulator(optimizer, cfg, total_steps)
+        phases = cfg.heads_only_steps_before + cfg.heads_only_steps_after
+        if phases > total_steps:  # a budget in max_examples is only known now
+            raise ConfigError(
+                f"heads_only_steps_before + heads_only_steps_after ({phases}) exceed the run's "
+                f"{total_steps} steps (max_examples {cfg.max_examples}): they count inside the budget"
+            )
+        if cfg.log_grad_conflict and len(cfg.tasks) > 1:
+            # One fixed probe batch per task for the gradient-conflict diagnostic, from its
+            # own generator: drawing it shifts no other random stream.
+            probe_rng = rng_for(cfg.seed, "grad_probe")
+            for t, enc in self.enc_train.items():
+                idx = probe_rng.choice(len(enc), min(len(enc), batch_sizes[t]), replace=False)
+                self.probe[t] = collate(enc, np.sort(idx), pad_id=self.pad_id)
         self.model.train()
 
         loss_sums = {t: 0.0 for t in cfg.tasks}
         loss_counts = {t: 0 for t in cfg.tasks}
         batches: dict[str, dict] = {}
 
-        def loss_of(task: str) -> torch.Tensor:
+        def batch_loss(task: str, batch: dict) -> torch.Tensor:
             from mtsearch.models.multitask import task_loss
 
-            batch = batches[task]
             inputs = [
                 {k: v.to(self.device, non_blocking=True) for k, v in seg.items()} for seg in batch["inputs"]
             ]
             with autocast(self.device, self.precision):
                 output = self.model(task, inputs)
-            loss = task_loss(task, output, batch["labels"].to(self.device))
+            return task_loss(task, output, batch["labels"].to(self.device), self.model.loss_options)
+
+        self.batch_loss = batch_loss  # the gradient-conflict probe in evaluate() uses it too
+
+        def loss_of(task: str) -> torch.Tensor:
+            loss = batch_loss(task, batches[task])
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
                     f"the {task} loss became {float(loss.detach())} at step {self.step + 1}: "
@@ -343,18 +394,20 @@ class _Loop:
         bar = tqdm(
             total=total_steps, disable=not cfg.progress, desc=f"train {self.rd.path.name}", unit="step"
         )
-        schedule = sampler.schedule()
         no_better = 0
         status = "finished"
         t_mark = time.perf_counter()
         try:
             while self.step < total_steps:
-                tasks = next(schedule, None)
-                if tasks is None:
+                if self.freezer is not None:  # heads-only phases: the encoder frozen or not
+                    self.freezer.enter_step(self.step, total_steps, self.model.training)
+                drawn = feed.next()  # {task: example indices} in the sampler's order
+                if drawn is None:
                     break  # a finite schedule (e.g. one pass) has run out
+                tasks = list(drawn)
                 batches.clear()
-                for t in tasks:
-                    batch = collate(self.enc_train[t], streams[t].next(), pad_id=self.pad_id)
+                for t, indices in drawn.items():
+                    batch = collate(self.enc_train[t], indices, pad_id=self.pad_id)
                     batches[t] = batch
                     mask = batch["inputs"][0]["attention_mask"]
                     self.examples += mask.shape[0]
@@ -373,6 +426,8 @@ class _Loop:
                     ex_s=f"{self.examples / max(1e-9, self.train_seconds + elapsed):.1f}",
                 )
                 last = self.step >= total_steps or (cfg.max_examples and self.examples >= cfg.max_examples)
+                if last:
+                    optim.flush()  # an accumulation window cut short by the budget still counts
                 if self.step % cfg.eval_every == 0 or last:
                     self.train_seconds += time.perf_counter() - t_mark
                     train_loss = {t: loss_sums[t] / loss_counts[t] for t in cfg.tasks if loss_counts[t]}
@@ -391,12 +446,17 @@ class _Loop:
             bar.close()
         return status
 
-    def total_steps(self, batch_sizes: dict[str, int]) -> int:
+    def total_steps(self, sampler) -> int:
+        """The step budget: max_steps, or fewer when max_examples comes first.
+
+        max_examples becomes steps through the sampler's expected examples per step (exact
+        for round robin with full batches; an average for samplers whose steps differ, so
+        the loop also stops as soon as max_examples examples were seen).
+        """
         cfg = self.config
         steps = cfg.max_steps or math.inf
         if cfg.max_examples:
-            # Round robin: every step sees one batch per task.
-            steps = min(steps, math.ceil(cfg.max_examples / sum(batch_sizes.values())))
+            steps = min(steps, math.ceil(cfg.max_examples / sampler.expected_examples_per_step()))
         return int(steps)
 
     # ---------------------------------------------------------------- evaluation
@@ -413,6 +473,17 @@ class _Loop:
             self.config.eval_batch_size,
             self.pad_id,
         )
+        grad_cosine = None
+        # (not while the whole encoder is frozen: there is no encoder gradient to compare)
+        trainable = any(p.requires_grad for p in self.model.encoder.parameters())
+        if self.probe and self.batch_loss is not None and trainable:
+            from mtsearch.updates import gradient_cosines
+
+            # Do the tasks conflict? Cosines of their encoder gradients on the fixed probe
+            # batches (eval mode, no .grad touched, no step: training is unaffected).
+            grad_cosine = gradient_cosines(
+                self.model, list(self.probe), lambda t: self.batch_loss(t, self.probe[t])
+            )
         self.eval_seconds += time.perf_counter() - t0
         overall = overall_score(scores)
         row = {
@@ -428,7 +499,14 @@ class _Loop:
             "eval_seconds": round(self.eval_seconds, 3),
             "examples_per_second": self.examples / max(1e-9, self.train_seconds),
             "padding_efficiency": self.tokens / max(1, self.padded_tokens),
+            "tokens": self.tokens,
+            "padded_tokens": self.padded_tokens,
+            "eval_examples": sum(len(e) if self.subsets.get(t) is None else len(self.subsets[t]) for t, e in self.enc_dev.items()),
         }
+        if grad_cosine is not None:
+            row["grad_cosine"] = grad_cosine
+        if self.rule is not None and self.rule.state():
+            row["update_state"] = self.rule.state()  # e.g. the learned task log-variances
         improved = not self.best or overall > self.best["overall"]
         row["best"] = improved
         self.history.append(row)
@@ -455,6 +533,10 @@ class _Loop:
         out.update({f"train_loss_{t}": v for t, v in row["train_loss"].items()})
         out.update({f"dev_loss_{t}": v for t, v in row["dev_loss"].items()})
         out["examples_per_second"] = row["examples_per_second"]
+        out.update(
+            {f"grad_cos_{pair.replace('|', '_')}": v for pair, v in row.get("grad_cosine", {}).items()}
+        )
+        out.update({f"update_{k}": v for k, v in row.get("update_state", {}).items()})
         return out
 
     def full_eval(self) -> dict[str, float]:

@@ -1,8 +1,19 @@
+"""The update-rule family: what a rule sees of the optimizer and what it may ask of the trainer.
+
+A rule turns one step's task losses into parameter updates. The trainer hands it
+``loss_of(task)`` (runs that task's forward pass on its batch and returns the loss) and
+an :class:`Optim` handle; the rule decides when to call backward, how to combine the
+gradients and when to step. Rules that need extra learnable parameters (e.g. the learned
+task uncertainties) return them from :meth:`UpdateRule.extra_parameters`; the trainer
+puts them in their own optimizer param group before training.
+"""
+
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import numpy as np
 import torch
 from pydantic import BaseModel
 
@@ -10,13 +21,24 @@ from mtsearch.registry import NoArgs, Registry
 
 
 class Optim(Protocol):
-    """What the trainer hands an update rule: the parameters and one way to take a step."""
+    """What the trainer hands an update rule: the parameters and ways to take a step."""
 
     shared_params: list[torch.nn.Parameter]  # the encoder: where tasks can conflict
     head_params: dict[str, list[torch.nn.Parameter]]
 
     def step(self) -> None:
-        """Clip, apply the optimizer and the schedule, and zero the gradients."""
+        """Clip, apply the optimizer, advance the schedule once, and zero the gradients."""
+
+    def apply(self, *, lr: float | None = None, weight_decay: float | None = None) -> None:
+        """Clip, apply the optimizer and zero the gradients, without advancing the schedule.
+
+        ``lr`` replaces the encoder's peak learning rate for this one application (the
+        schedule's current factor still applies); ``weight_decay`` replaces the decay of
+        the param groups that decay. Both are restored afterwards.
+        """
+
+    def advance(self) -> None:
+        """Advance the learning-rate schedule by one trainer step."""
 
 
 class UpdateRule:
@@ -24,20 +46,58 @@ class UpdateRule:
 
     ``loss_of(task)`` runs the forward pass of that task's batch and returns its loss; a
     rule decides when to call it, how to combine the gradients, and when to step.
-    It returns the loss value per task, for logging.
+    It returns the raw loss value per task, for logging.
+
+    ``rng`` is the rule's own generator, derived from the run's seed (PCGrad's projection
+    order uses it); it defaults to a fixed seed so a rule built in a test is deterministic.
     """
 
     Args: type[BaseModel] = NoArgs
     name: str
 
-    def __init__(self, args: BaseModel, *, tasks: list[str]):
+    def __init__(self, args: BaseModel, *, tasks: list[str], rng: np.random.Generator | None = None):
         self.args = args
-        self.tasks = tasks
+        self.tasks = list(tasks)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+    @classmethod
+    def check_config(cls, args: BaseModel, tasks: Sequence[str]) -> None:
+        """Refuse arguments that cannot work with these tasks (raise ValueError naming both).
+
+        Called by the run config's validator, before any data or model is touched.
+        """
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
     ) -> dict[str, float]:
         raise NotImplementedError
+
+    # ------------------------------------------------------------- trainer hooks
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        """Learnable parameters the rule owns; the trainer adds them to the optimizer."""
+        return []
+
+    def extra_lr(self) -> float | None:
+        """Peak learning rate of :meth:`extra_parameters`; None: the heads' learning rate."""
+        return None
+
+    def to(self, device: torch.device) -> UpdateRule:
+        """Move the rule's own tensors next to the model (before the optimizer is built)."""
+        return self
+
+    def state(self) -> dict[str, float]:
+        """Scalars worth logging at each evaluation (e.g. learned task weights); may be empty."""
+        return {}
+
+
+def check_task_keys(rule: str, args_field: str, per_task: dict[str, object], tasks: Sequence[str]) -> None:
+    """A per-task argument may only name tasks that are trained."""
+    for task in per_task:
+        if task not in tasks:
+            raise ValueError(
+                f"{args_field} names task '{task}', which is not in tasks ({', '.join(tasks)}); "
+                f"update '{rule}' can only weigh tasks that are trained"
+            )
 
 
 UPDATES: Registry[UpdateRule] = Registry("updates", "update")

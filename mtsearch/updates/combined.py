@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, check_task_keys
 
 
 class CombinedArgs(BaseModel):
@@ -20,6 +20,10 @@ class Combined(UpdateRule):
     """Sum of lambda_t * L_t over the step's tasks, one optimizer step."""
 
     Args = CombinedArgs
+
+    @classmethod
+    def check_config(cls, args: CombinedArgs, tasks: Sequence[str]) -> None:
+        check_task_keys(cls.name, "update_args.weights", args.weights, tasks)
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim

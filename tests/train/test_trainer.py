@@ -85,7 +85,7 @@ def test_early_stopping_and_pruning(data_dir, runs):
 def test_nan_loss_fails_the_run_with_a_clear_error(data_dir, runs, monkeypatch):
     import mtsearch.models.multitask as mt
 
-    monkeypatch.setattr(mt, "task_loss", lambda task, out, labels: out.float().sum() * float("nan"))
+    monkeypatch.setattr(mt, "task_loss", lambda task, out, labels, *opts: out.float().sum() * float("nan"))
     with pytest.raises(NonFiniteLoss, match="loss became nan at step 1"):
         train(tiny_config(data_dir, name="nan"))
     saved = json.loads((runs / "nan" / "result.json").read_text())

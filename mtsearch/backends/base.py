@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtsearch.registry import Registry
+from mtsearch.sweep.space import Space
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    sweep_dir: str
+    backend: str
+    wall_seconds: float
+    runs: int  # train() calls made in this invocation
+    run_seconds: float  # wall time inside train() over those runs
+    train_eval_seconds: float  # training + evaluation time inside them
+    counts: dict[str, int] = field(default_factory=dict)  # trial states after this invocation
+    stopped_because: str = ""
+
+    @property
+    def overhead(self) -> float:
+        """Share of the wall time spent outside training and evaluation."""
+        return 1.0 - self.train_eval_seconds / self.wall_seconds if self.wall_seconds else float("nan")
+
+
+class Backend:
+    """Runs a sweep of ``space``; ``run`` returns when the budget is spent or the space exhausted."""
+
+    name: str
+
+    def __init__(self, args=None):
+        self.args = args
+
+    def run(self, space: Space, name: str | None = None, **options: Any) -> SweepOutcome:
+        raise NotImplementedError
+
+
+BACKENDS: Registry[Backend] = Registry("backends", "backend")

@@ -1,0 +1,363 @@
+"""Optuna backend: a resumable study in ``runs/sweeps/<name>/study.db``.
+
+Running the same command again resumes: finished trials are kept, a trial left RUNNING
+by a dead process is marked failed and its configuration re-enqueued (seeds it had
+finished are reused, not rerun). ``--storage URL`` points at any database Optuna
+supports; ``--worker`` joins an existing study from another process or machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
+from mtsearch.errors import ConfigError, MtsearchError
+from mtsearch.sweep.runner import (
+    SweepContext,
+    objective_values,
+    prepare_sweep,
+    record_session,
+    run_configuration,
+    run_dir_for,
+)
+from mtsearch.sweep.space import Space, params_key
+
+log = logging.getLogger("mtsearch.sweep")
+
+HEARTBEAT_SECONDS = 15.0
+#: A RUNNING trial whose worker has not beaten for this long is taken as dead.
+STALE_SECONDS = float(os.environ.get("MTSEARCH_STALE_SECONDS", 120))
+HOST = socket.gethostname()
+
+
+def make_sampler(space: Space):
+    import optuna
+
+    seed = 0  # the search itself is reproducible; run seeds come from the space
+    match space.algorithm:
+        case "grid" | "random":
+            # grid: every point is enqueued up front; the sampler is never asked.
+            return optuna.samplers.RandomSampler(seed=seed)
+        case "tpe":
+            # group=True keeps conditional (tree) dimensions apart instead of imputing them.
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=4)
+        case "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        case "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+    raise ConfigError(f"algorithm '{space.algorithm}' has no Optuna sampler")
+
+
+def make_pruner(space: Space):
+    import optuna
+
+    match space.pruner:
+        case "none":
+            return optuna.pruners.NopPruner()
+        case "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        case "asha":
+            return optuna.pruners.SuccessiveHalvingPruner()
+        case "hyperband":
+            return optuna.pruners.HyperbandPruner()
+    raise ConfigError(f"pruner '{space.pruner}' has no Optuna pruner")
+
+
+def storage_url(ctx: SweepContext, storage: str | None) -> str:
+    return storage or f"sqlite:///{(ctx.sweep_dir / 'study.db').resolve()}"
+
+
+def open_study(url: str, name: str, space: Space | None = None, create: bool = True):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A generous sqlite timeout: several workers write to one file.
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if not create:
+        return optuna.load_study(study_name=name, storage=storage)
+    assert space is not None
+    directions = ["maximize"] * len(space.objectives)
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(space),
+        pruner=make_pruner(space),
+        directions=directions,
+        load_if_exists=True,
+    )
+
+
+@contextlib.contextmanager
+def _lock(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(study, ctx: SweepContext) -> list[int]:
+    """Fail RUNNING trials whose worker died and re-enqueue their configurations."""
+    from optuna.trial import TrialState
+
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else 0)
+        same_host_dead = worker.get("host") == HOST and not _pid_alive(worker.get("pid"))
+        if not (same_host_dead or time.time() - beat > STALE_SECONDS):
+            continue
+        storage = study._storage
+        storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its worker process died")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        seed_results = {k.removeprefix("seed_"): v for k, v in t.user_attrs.items() if k.startswith("seed_")}
+        study.enqueue_trial(
+            t.params, user_attrs={"retry_of": t.number, "seed_results": seed_results}, skip_if_exists=False
+        )
+        if ctx.mlflow:
+            with contextlib.suppress(Exception):
+                from mtsearch.tracking import fail_running_children
+
+                fail_running_children(ctx.name, t.number)
+        for seed in ctx.space.seed_list:
+            rd = run_dir_for(ctx, t.number, seed)
+            if rd.exists() and not (rd / "result.json").exists():
+                from mtsearch.records import write_json
+
+                write_json(rd / "result.json", {"status": "killed", "error": "the worker process died"})
+        log.warning("trial %d was left running by a dead worker: marked failed, its configuration re-queued", t.number)
+        recovered.append(t.number)
+    return recovered
+
+
+class _Heartbeat:
+    def __init__(self, study, trial_id: int):
+        self.study, self.trial_id = study, trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(Exception):
+                self.study._storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def trial_counts(study) -> dict[str, int]:
+    from optuna.trial import TrialState
+
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("duplicate_of") is not None:
+            counts["duplicate"] = counts.get("duplicate", 0) + 1
+            continue
+        counts[t.state.name.lower()] += 1
+    return counts
+
+
+def _configurations_started(study) -> int:
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("duplicate_of") is None
+    )
+
+
+def _duplicate_of(study, trial_number: int, key: str) -> int | None:
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.number != trial_number and t.user_attrs.get("params_key") == key and not t.user_attrs.get("duplicate_of"):
+            return t.number
+    return None
+
+
+@BACKENDS.register("optuna")
+class OptunaBackend(Backend):
+    """Optuna study in an embedded sqlite store (or --storage URL); resumable; several workers."""
+
+    def run(
+        self,
+        space: Space,
+        name: str | None = None,
+        *,
+        storage: str | None = None,
+        worker: bool = False,
+        mlflow: bool = True,
+        progress: bool = True,
+        max_trials: int | None = None,
+        **_: Any,
+    ) -> SweepOutcome:
+        from optuna.trial import TrialState
+        from tqdm.auto import tqdm
+
+        from mtsearch.train import Pruned
+
+        t0 = time.perf_counter()
+        ctx = prepare_sweep(space, name, "optuna", mlflow=mlflow)
+        url = storage_url(ctx, storage)
+        with _lock(ctx.sweep_dir / ".study.lock"):
+            study = open_study(url, ctx.name, space)
+            if space.algorithm == "grid" and not study.get_trials(deepcopy=False) and not worker:
+                for point in space.grid():
+                    study.enqueue_trial(point, user_attrs={"grid": True})
+            recover_stale(study, ctx)
+
+        budget = space.trials if max_trials is None else max_trials
+        deadline = t0 + space.minutes * 60 if space.minutes else math.inf
+        failures = 0
+        runs = 0
+        run_seconds = 0.0
+        train_eval = 0.0
+        stopped = "budget spent"
+        total_runs = None
+        if space.algorithm == "grid":
+            total_runs = len(space.grid()) * space.seeds
+        elif budget:
+            total_runs = budget * space.seeds
+        done_runs = sum(
+            len([k for k in t.user_attrs if k.startswith("seed_")])
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        )
+        bar = tqdm(total=total_runs, initial=min(done_runs, total_runs or done_runs), desc=f"sweep {ctx.name}",
+                   unit="run", disable=not progress)  # fmt: skip
+
+        while True:
+            if space.algorithm == "grid" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                stopped = "every grid configuration is done"
+                break
+            if budget is not None and space.algorithm != "grid" and _configurations_started(study) >= budget:
+                stopped = f"{budget} configurations done"
+                break
+            if time.perf_counter() >= deadline:
+                stopped = f"wall-clock budget of {space.minutes} minutes spent"
+                break
+            if failures > space.max_failures:
+                stopped = f"more than max_failures={space.max_failures} failed trials"
+                break
+            trial = study.ask()
+            if space.algorithm == "grid" and not trial.user_attrs.get("grid") and "retry_of" not in trial.user_attrs:
+                # Another worker took the last queued point between our check and ask().
+                trial.set_user_attr("duplicate_of", -1)
+                study.tell(trial, state=TrialState.PRUNED)
+                continue
+            trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
+            trial.set_user_attr("heartbeat", time.time())
+            params = space.sample(trial)
+            key = params_key(params)
+            dup = _duplicate_of(study, trial.number, key)
+            if dup is not None:
+                # Never run one configuration twice (several workers, or a sampler repeating itself).
+                trial.set_user_attr("duplicate_of", dup)
+                study.tell(trial, state=TrialState.PRUNED)
+                continue
+            trial.set_user_attr("params_key", key)
+            done = {int(k): v for k, v in (trial.user_attrs.get("seed_results") or {}).items()}
+            for seed, summary in done.items():
+                trial.set_user_attr(f"seed_{seed}", summary)
+
+            def on_seed_done(seed: int, summary: dict, _trial=trial) -> None:
+                nonlocal runs, run_seconds, train_eval
+                _trial.set_user_attr(f"seed_{seed}", summary)
+                runs += 1
+                run_seconds += summary["seconds"]
+                train_eval += _train_eval_seconds(summary["run_dir"])
+                bar.update(1)
+                bar.set_postfix(trial=_trial.number, overall=f"{summary['overall']:.3f}")
+
+            def report(step: int, metrics: dict[str, float], _trial=trial) -> None:
+                if space.multi_objective:
+                    return
+                obj = space.objectives[0]
+                _trial.report(float(metrics[obj]), step)
+                if _trial.should_prune():
+                    raise Pruned()
+
+            desc = ", ".join(f"{k}={v}" for k, v in params.items())
+            try:
+                with _Heartbeat(study, trial._trial_id):
+                    seed_results = run_configuration(
+                        ctx, params, trial.number, report=report, done=done, on_seed_done=on_seed_done,
+                        tags={"mtsearch.kind": "trial"},
+                    )  # fmt: skip
+                values = objective_values(space, seed_results)
+                if any(not math.isfinite(v) for v in values):
+                    raise MtsearchError(f"objective is not finite: {values}")
+                study.tell(trial, values if space.multi_objective else values[0])
+                log.info("trial %d (%s): %s", trial.number, desc, " / ".join(f"{v:.4f}" for v in values))
+            except Pruned:
+                study.tell(trial, state=TrialState.PRUNED)
+                log.info("trial %d (%s): pruned", trial.number, desc)
+            except KeyboardInterrupt:
+                trial.set_user_attr("error", "interrupted by the user")
+                study.tell(trial, state=TrialState.FAIL)
+                bar.close()
+                raise
+            except Exception as err:  # a failing trial must not stop the sweep
+                failures += 1
+                trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+                study.tell(trial, state=TrialState.FAIL)
+                log.warning("trial %d (%s) failed: %s: %s", trial.number, desc, type(err).__name__, err)
+        bar.close()
+        wall = time.perf_counter() - t0
+        outcome = SweepOutcome(
+            name=ctx.name,
+            sweep_dir=str(ctx.sweep_dir),
+            backend="optuna",
+            wall_seconds=wall,
+            runs=runs,
+            run_seconds=run_seconds,
+            train_eval_seconds=train_eval,
+            counts=trial_counts(study),
+            stopped_because=stopped,
+        )
+        record_session(ctx, {**outcome.__dict__, "worker": worker, "ended": time.time(), "storage": url})
+        if ctx.mlflow_parent and not worker:
+            with contextlib.suppress(Exception):
+                from mtsearch.tracking import finish_parent
+
+                finish_parent(ctx.mlflow_parent, {"runs": runs, "wall_seconds": wall, "failed": outcome.counts["fail"]})
+        return outcome
+
+
+def _train_eval_seconds(run_dir: str) -> float:
+    from pathlib import Path
+
+    from mtsearch.records import read_metrics
+
+    rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("kind") == "eval"]
+    if not rows:
+        return 0.0
+    return float(rows[-1]["train_seconds"] + rows[-1]["eval_seconds"])

@@ -1,0 +1,1 @@
+"""Sweeps: search spaces, the per-configuration objective shared by every backend, results."""

@@ -1,0 +1,356 @@
+"""Optimizer, learning-rate schedules, gradient accumulation and freezing.
+
+Learning rates. AdamW with one peak rate for the encoder (``lr``) and one for the heads
+(``head_lr``, per task ``task_head_lr``). With ``layer_lr_decay`` d < 1 the encoder's
+rate decays with depth from the top: layer l (0-based of L) gets ``lr * d**(L-1-l)``, the
+embeddings ``lr * d**L`` (so with d = 0.9 and L = 6 the top layer trains at lr and the
+embeddings at 0.53 lr). Every group follows the same schedule factor:
+
+- warm-up: ``int(warmup_ratio * S)`` optimizer steps (S: the run's optimizer steps) rise
+  linearly, step s getting ``(s + 1) / (warmup + 1)``;
+- then ``constant`` (1), ``linear`` (``(S - s) / (S - warmup)``, 0 at s = S),
+  ``cosine`` (``0.5 * (1 + cos(pi * (s - warmup) / (S - warmup)))``, 0 at s = S) or
+  ``multistep`` (``gamma ** #{milestones passed}``; a milestone m, a fraction of the run,
+  is optimizer step ``int(m * S)``; fractions keep a schedule meaningful whatever the
+  budget, max_steps or max_examples, and whatever ``grad_accum``).
+
+Gradient accumulation. The budget (``max_steps``, the evaluation period, the heads-only
+phases) counts steps, i.e. rounds: one batch of each scheduled task. With
+``grad_accum`` k the update rule runs every round as usual, but only every k-th round
+steps the optimizer, with the AVERAGE of the k rounds' gradients: exactly what scaling
+each round's loss by 1/k and summing would give, so k rounds of batch b train like one
+round of batch k*b (clipping applies to the average). The schedule advances once per
+real optimizer step, so S = ceil(rounds / k) (windows also end where a heads-only phase
+starts or ends, so no window mixes frozen and unfrozen rounds). Logged losses stay the
+per-round losses.
+
+Freezing. ``freeze_layers`` k freezes the embeddings and layers 0..k-1; ``frozen_encoder``
+the whole encoder; ``heads_only_steps_before/after`` the whole encoder for the first /
+last steps of the run. A frozen module gets no gradient (``requires_grad`` False, so
+AdamW skips it: no update and no weight decay) and stays in eval mode even while the
+model trains (no dropout), whatever ``model.train()`` later says: its outputs are then a
+deterministic function of its inputs, which is what makes the activation cache
+(:mod:`mtsearch.train.activation_cache`) exact.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from mtsearch.config import RunConfig
+from mtsearch.errors import ConfigError
+from mtsearch.models.layers import encoder_parts, require_parts
+
+#: Parameter names that never get weight decay (biases and normalisation weights).
+NO_DECAY = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
+#: schedule_gamma when unset
+DEFAULT_GAMMA = 0.1
+
+
+# ----------------------------------------------------------------------- schedule
+def phase_bounds(total_rounds: int, before: int, after: int) -> list[tuple[int, int]]:
+    """The run's phases as [start, end) round ranges: heads-only before, full, heads-only after."""
+    cuts = sorted({0, min(before, total_rounds), max(0, total_rounds - after), total_rounds})
+    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def step_rounds(total_rounds: int, grad_accum: int, before: int = 0, after: int = 0) -> list[int]:
+    """The rounds (0-based) after which the optimizer really steps.
+
+    Every ``grad_accum``-th round of each phase, and the last round of each phase (a
+    phase whose length is not a multiple of k ends with a shorter window).
+    """
+    out = []
+    for start, end in phase_bounds(total_rounds, before, after):
+        out += [r for r in range(start, end) if (r - start + 1) % grad_accum == 0 or r == end - 1]
+    return out
+
+
+def optimizer_steps(config: RunConfig, total_rounds: int) -> int:
+    """Optimizer steps in a run of ``total_rounds`` rounds (the schedule's length)."""
+    if config.grad_accum == 1:
+        return total_rounds
+    before, after = config.heads_only_steps_before, config.heads_only_steps_after
+    return len(step_rounds(total_rounds, config.grad_accum, before, after))
+
+
+def lr_factor(
+    step: int,
+    *,
+    schedule: str,
+    total: int,
+    warmup: int,
+    milestones: Sequence[int] = (),
+    gamma: float = DEFAULT_GAMMA,
+) -> float:
+    """The schedule's multiplier of the peak learning rates at optimizer step ``step`` (0-based)."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        return max(0.0, (total - step) / max(1, total - warmup))
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "multistep":
+        return gamma ** sum(step >= m for m in milestones)
+    raise ValueError(f"unknown schedule '{schedule}'")
+
+
+def schedule_of(config: RunConfig, total_steps: int):
+    """``step -> factor`` for a run of ``total_steps`` OPTIMIZER steps, as the config says."""
+    warmup = int(config.warmup_ratio * total_steps)
+    milestones = [int(m * total_steps) for m in config.schedule_milestones]
+    gamma = config.schedule_gamma if config.schedule_gamma is not None else DEFAULT_GAMMA
+
+    def factor(step: int) -> float:
+        return lr_factor(
+            step,
+            schedule=config.schedule,
+            total=total_steps,
+            warmup=warmup,
+            milestones=milestones,
+            gamma=gamma,
+        )
+
+    return factor
+
+
+# ----------------------------------------------------------------------- optimizer
+def layer_lr_scales(encoder: nn.Module, decay: float) -> dict[int, float]:
+    """``id(parameter) -> lr multiplier`` under layer-wise decay (empty when decay is 1)."""
+    if decay == 1.0:
+        return {}
+    parts = require_parts(encoder, "layer_lr_decay")
+    depth = parts.depth
+    scales = {id(p): decay**depth for p in parts.embeddings.parameters()}
+    for i, layer in enumerate(parts.layers):
+        scales.update({id(p): decay ** (depth - 1 - i) for p in layer.parameters()})
+    return scales
+
+
+def _split_decay(named: Iterable[tuple[str, nn.Parameter]]):
+    named = [(n, p) for n, p in named if p.requires_grad]
+    return [p for n, p in named if not n.endswith(NO_DECAY)], [p for n, p in named if n.endswith(NO_DECAY)]
+
+
+def build_optimizer(
+    model,
+    config: RunConfig,
+    total_steps: int,
+    extra_params: list[torch.nn.Parameter] | None = None,
+    extra_lr: float | None = None,
+):
+    """AdamW over the model (plus an update rule's own parameters) and its LR schedule.
+
+    ``total_steps`` is the run's budget in steps (rounds); the schedule's length is the
+    number of real optimizer steps in it (:func:`optimizer_steps`: fewer with
+    ``grad_accum``). Parameters that do not require grad (frozen for the whole run) are
+    left out; a heads-only phase freezes the encoder later, so call this before it.
+
+    Groups carry tags the optimizer ignores: ``role`` (encoder / heads / extra),
+    ``decay`` (whether weight decay applies) and ``lr_scale`` (the layer-wise factor of
+    an encoder group), for ``_OptimHandle.apply``. Encoder groups come first, the
+    full-rate one (top layers) before the decayed ones, so group 0 carries the encoder's
+    learning rate. ``extra_params`` (e.g. the learned task uncertainties) get their own
+    group at ``extra_lr`` (default: the heads' learning rate), without weight decay.
+    """
+    groups: list[dict] = []
+
+    def add(named, lr: float, role: str, **tags) -> None:
+        decay, nodecay = _split_decay(named)
+        groups.append({"params": decay, "lr": lr, "weight_decay": config.weight_decay, "role": role, "decay": True, **tags})  # fmt: skip
+        groups.append({"params": nodecay, "lr": lr, "weight_decay": 0.0, "role": role, "decay": False, **tags})  # fmt: skip
+
+    # encoder: one pair of groups per learning-rate scale, largest first
+    scales = layer_lr_scales(model.encoder, config.layer_lr_decay)
+    encoder_named = list(model.encoder.named_parameters())
+    for scale in sorted({scales.get(id(p), 1.0) for _, p in encoder_named}, reverse=True):
+        named = [(n, p) for n, p in encoder_named if scales.get(id(p), 1.0) == scale]
+        add(named, config.lr * scale, "encoder", lr_scale=scale)
+
+    # everything outside the encoder: poolings, heads, shared pair layers; a task named in
+    # task_head_lr gets its own groups for its pooling and head(s)
+    head_lr = config.head_lr or config.lr
+    rest = [(n, p) for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    per_task = {}
+    for task, lr in config.task_head_lr.items():
+        if task in getattr(model, "tasks", ()):
+            ids = {id(p) for p in model.task_parameters(task)}
+            per_task[task] = ([(n, p) for n, p in rest if id(p) in ids], lr)
+    taken = {id(p) for named, _ in per_task.values() for _, p in named}
+    add([(n, p) for n, p in rest if id(p) not in taken], head_lr, "heads")
+    for task, (named, lr) in per_task.items():
+        add(named, lr, "heads", task=task)
+
+    if extra_params:
+        lr = extra_lr or head_lr
+        groups.append(
+            {"params": list(extra_params), "lr": lr, "weight_decay": 0.0, "role": "extra", "decay": False}
+        )
+    groups = [g for g in groups if g["params"]]
+    try:
+        # The fused kernel does the whole update in one pass (CPU and CUDA in torch >= 2.4).
+        optimizer = torch.optim.AdamW(groups, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(groups)
+    factor = schedule_of(config, optimizer_steps(config, total_steps))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------- accumulation
+class GradAccumulator:
+    """Sums the rounds' gradients between real optimizer steps and hands back their mean.
+
+    The trainer's optimizer handle calls :meth:`hold` once per round, after the update
+    rule's backward passes (and, for gradient surgery, after it wrote the combined
+    gradient). A round that does not end its window moves every ``.grad`` into a private
+    buffer and clears it: whatever the rule does with ``.grad`` during the next round
+    (surgery rules move it into buffers of their own) cannot touch the sum. The round
+    that ends the window adds the buffer back and divides by the window's rounds.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], ends: Iterable[int]):
+        self.params = list(params)
+        self.ends = set(ends)
+        self.round = 0  # rounds seen so far
+        self.pending = 0  # rounds in the current window, this one included once held
+        self._sum: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def hold(self) -> bool:
+        """True: this round's gradient was stashed, do not step. False: step now on the mean."""
+        r = self.round
+        self.round += 1
+        self.pending += 1
+        if r in self.ends:
+            self.release()
+            return False
+        for k, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            if self._sum[k] is None:
+                self._sum[k] = p.grad.detach().clone()
+            else:
+                self._sum[k].add_(p.grad)
+            p.grad = None
+        return True
+
+    def release(self) -> bool:
+        """Put the window's mean gradient into ``.grad``; False when no round is pending."""
+        if not self.pending:
+            return False
+        scale = 1.0 / self.pending
+        for k, p in enumerate(self.params):
+            acc = self._sum[k]
+            if acc is not None:
+                # new tensors: .grad may be a view into an update rule's own buffer
+                p.grad = (acc + p.grad if p.grad is not None else acc) * scale
+            elif p.grad is not None:
+                p.grad = p.grad * scale
+        self._sum = [None] * len(self.params)
+        self.pending = 0
+        return True
+
+
+def make_accumulator(optimizer, config: RunConfig, total_rounds: int) -> GradAccumulator | None:
+    """The accumulator the trainer's optimizer handle uses; None when grad_accum is 1."""
+    if config.grad_accum == 1:
+        return None
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    ends = step_rounds(
+        total_rounds, config.grad_accum, config.heads_only_steps_before, config.heads_only_steps_after
+    )
+    return GradAccumulator(params, ends)
+
+
+# ----------------------------------------------------------------------- freezing
+def _train_unless_frozen(self: nn.Module, mode: bool = True) -> nn.Module:
+    # Replaces ``train`` on a module that may be frozen: nn.Module.train recurses through
+    # children's own ``train``, so a frozen module stays in eval mode (no dropout) however
+    # deep in the model ``train()`` was called, and its children follow it.
+    return nn.Module.train(self, bool(mode) and not self.__dict__.get("_mtsearch_frozen", False))
+
+
+def set_frozen(module: nn.Module, frozen: bool, training: bool | None = None) -> None:
+    """Pin ``module`` to eval mode (frozen) or let it follow ``train()`` again (unfrozen).
+
+    ``requires_grad`` is left to the caller; this only handles the mode. An unfrozen
+    module is put in ``training`` mode (default: the mode it has now).
+    """
+    if "train" not in module.__dict__:
+        module.train = types.MethodType(_train_unless_frozen, module)
+    module.__dict__["_mtsearch_frozen"] = frozen
+    module.train(False if frozen else (module.training if training is None else training))
+
+
+def is_frozen(module: nn.Module) -> bool:
+    return bool(module.__dict__.get("_mtsearch_frozen", False))
+
+
+class Freezer:
+    """Applies ``freeze_layers`` / ``frozen_encoder`` and switches the heads-only phases.
+
+    Built by the trainer right after the model, before the optimizer (parameters frozen
+    for the whole run stay out of it). ``frozen_depth`` is the number of encoder layers
+    whose outputs are fixed for the whole run (k, or L with frozen_encoder; 0: none):
+    the activation cache may store the hidden states after them.
+    """
+
+    def __init__(self, encoder: nn.Module, config: RunConfig):
+        self.encoder = encoder
+        self.config = config
+        self.frozen_depth = 0
+        self._heads_only = False
+        self._saved: list[bool] | None = None
+        parts = encoder_parts(encoder)
+        k = config.freeze_layers
+        if config.frozen_encoder:
+            modules = [encoder]
+            self.frozen_depth = parts.depth if parts is not None else 0
+        elif k:
+            parts = require_parts(encoder, "freeze_layers")
+            if k > parts.depth:
+                raise ConfigError(
+                    f"freeze_layers is {k}, but model '{config.model}' has only {parts.depth} "
+                    f"encoder layers: use at most {parts.depth} (or frozen_encoder)"
+                )
+            modules = parts.lower(k)
+            self.frozen_depth = k
+        else:
+            modules = []
+        if config.heads_only_steps_before or config.heads_only_steps_after:
+            set_frozen(encoder, False)  # install the mode guard the phases switch
+        for m in modules:
+            m.requires_grad_(False)
+            set_frozen(m, True)
+
+    def enter_step(self, step: int, total_steps: int, training: bool = True) -> bool:
+        """Set the phase of step ``step`` (0-based) of ``total_steps``; True when it changed."""
+        cfg = self.config
+        heads_only = step < cfg.heads_only_steps_before or step >= total_steps - cfg.heads_only_steps_after
+        if heads_only == self._heads_only:
+            return False
+        self.heads_only(heads_only, training)
+        return True
+
+    def heads_only(self, on: bool, training: bool = True) -> None:
+        """Freeze the whole encoder (on) or return to the run's own freezing (off).
+
+        ``training``: the model's mode, which the encoder follows again when unfrozen.
+        """
+        params = list(self.encoder.parameters())
+        if on and not self._heads_only:
+            self._saved = [p.requires_grad for p in params]
+            for p in params:
+                p.requires_grad_(False)
+        elif not on and self._heads_only and self._saved is not None:
+            for p, req in zip(params, self._saved, strict=True):
+                p.requires_grad_(req)
+        self._heads_only = on
+        set_frozen(self.encoder, on or self.config.frozen_encoder, training)

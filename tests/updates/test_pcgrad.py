@@ -1,0 +1,134 @@
+"""PCGrad: the surgery by hand, its order, and the fast trainer step against the textbook one."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from mtsearch.errors import ConfigError
+from mtsearch.updates import UPDATES
+from mtsearch.updates.pcgrad import naive_pcgrad_step, pcgrad_coefficients, pcgrad_combine, projection_orders
+from tests.updates.helpers import delta, loss_fn, max_diff, random_batches, sgd_handle, snapshot, tiny_model
+
+
+def _reference(grads: torch.Tensor, orders: list[list[int]]) -> torch.Tensor:
+    """Algorithm 1 of the paper, written over vectors in float64, independent of the Gram trick."""
+    g = grads.double()
+    out = torch.zeros_like(g[0])
+    for i, order in enumerate(orders):
+        gi = g[i].clone()
+        for j in order:
+            dot = gi @ g[j]
+            if dot < 0:
+                gi -= dot / (g[j] @ g[j]) * g[j]
+        out += gi
+    return out
+
+
+def test_a_conflicting_pair_by_hand():
+    # g1 . g2 = -1 < 0. g1' = g1 - (-1/2) g2 = (0.5, 0.5); g2' = g2 - (-1/1) g1 = (0, 1).
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+    coef = pcgrad_coefficients((g @ g.T).numpy(), [[1], [0]])
+    projected = torch.tensor(coef, dtype=torch.float32) @ g
+    assert torch.allclose(projected, torch.tensor([[0.5, 0.5], [0.0, 1.0]]))
+    # Each projected gradient is orthogonal to the other task's original gradient.
+    assert abs(float(projected[0] @ g[1])) < 1e-7 and abs(float(projected[1] @ g[0])) < 1e-7
+    assert torch.allclose(pcgrad_combine(g, np.random.default_rng(0)), torch.tensor([0.5, 1.5]))
+
+
+def test_agreeing_gradients_are_left_untouched():
+    g = torch.tensor([[1.0, 2.0, 0.0], [3.0, -1.0, 0.5], [0.5, 0.5, 0.5]])  # all pairwise dots > 0
+    assert (g @ g.T > 0).all()
+    assert np.array_equal(
+        pcgrad_coefficients((g @ g.T).numpy(), projection_orders(3, np.random.default_rng(1))), np.eye(3)
+    )
+    assert torch.allclose(pcgrad_combine(g, np.random.default_rng(1)), g.sum(0))
+
+
+def test_two_tasks_never_end_up_against_either_gradient():
+    rng = np.random.default_rng(0)
+    conflicts = 0
+    for _ in range(200):
+        g = torch.tensor(rng.normal(size=(2, 5)), dtype=torch.float64)
+        conflicts += int(g[0] @ g[1] < 0)
+        out = pcgrad_combine(g, rng)
+        # With two tasks g1' + g2' has a non-negative dot with both originals (Yu et al., Thm 1 setting).
+        assert float(out @ g[0]) >= -1e-9 and float(out @ g[1]) >= -1e-9
+    assert conflicts > 50  # the property was exercised on conflicting pairs, not only agreeing ones
+
+
+def test_projection_order_matters_and_is_seeded():
+    # Task 0 conflicts with both others; projecting against g1 then g2, or g2 then g1, ends in
+    # different places: (0.25, 0.5, 0.25) vs (0.25, 0.25, 0.5). Tasks 1 and 2 each end at
+    # (0, 1, 0) and (0, 0, 1) whatever the order. So the sum is one of two vectors:
+    g = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]])
+    a, b = torch.tensor([0.25, 1.5, 1.25]), torch.tensor([0.25, 1.25, 1.5])
+    seen = set()
+    for seed in range(12):
+        out = pcgrad_combine(g, np.random.default_rng(seed))
+        again = pcgrad_combine(g, np.random.default_rng(seed))
+        assert torch.equal(out, again)  # same seed, same answer
+        assert torch.allclose(out, a) or torch.allclose(out, b)
+        seen.add("a" if torch.allclose(out, a) else "b")
+        assert torch.allclose(out, _reference(g, projection_orders(3, np.random.default_rng(seed))).float())
+    assert seen == {"a", "b"}
+    # A torch generator works the same way.
+    t1 = pcgrad_combine(g, torch.Generator().manual_seed(3))
+    assert torch.equal(t1, pcgrad_combine(g, torch.Generator().manual_seed(3)))
+
+
+def test_gram_algebra_matches_the_vector_algorithm():
+    rng = np.random.default_rng(7)
+    g = torch.tensor(rng.normal(size=(4, 300)), dtype=torch.float32)
+    for seed in range(5):
+        orders = projection_orders(4, np.random.default_rng(seed))
+        fast = pcgrad_combine(g, np.random.default_rng(seed))
+        assert torch.allclose(fast.double(), _reference(g, orders), atol=1e-5)
+    # A list of flat vectors is accepted too.
+    assert torch.equal(
+        pcgrad_combine(list(g), np.random.default_rng(0)), pcgrad_combine(g, np.random.default_rng(0))
+    )
+
+
+def test_fast_step_equals_the_naive_step_on_the_tiny_model():
+    """The key check of the fast path: one backward per task, encoder grads moved to a buffer,
+    Gram-space surgery, written back as views == retain_graph + full copies + vector loops."""
+    model, _ = tiny_model()
+    batches = random_batches(seed=1)
+    tasks = ["sst", "para", "sts"]
+    fast_model, naive_model, plain_model = model, copy.deepcopy(model), copy.deepcopy(model)
+    updates = {}
+    for label, m in (("fast", fast_model), ("naive", naive_model), ("combined", plain_model)):
+        m.train()  # dropout on: both draw the same masks (same seed, forwards in the same order)
+        before = snapshot(m)
+        optim = sgd_handle(m, lr=1.0, max_grad_norm=1.0)
+        torch.manual_seed(123)
+        if label == "fast":
+            rule = UPDATES.create(
+                "pcgrad", UPDATES.get("pcgrad").Args(), tasks=tasks, rng=np.random.default_rng(5)
+            )
+            losses = rule.step(tasks, loss_fn(m, batches), optim)
+        elif label == "naive":
+            losses_naive = naive_pcgrad_step(tasks, loss_fn(m, batches), optim, np.random.default_rng(5))
+        else:
+            UPDATES.create("combined", UPDATES.get("combined").Args(), tasks=tasks).step(
+                tasks, loss_fn(m, batches), optim
+            )
+        updates[label] = delta(m, before)
+        assert all(p.grad is None for p in m.parameters())  # the step leaves no gradient behind
+    assert losses == pytest.approx(losses_naive, abs=1e-6)
+    # Same parameter update, encoder and heads, within 1e-5 (lr=1: the update is the clipped gradient).
+    assert max_diff(updates["fast"], updates["naive"]) < 1e-5
+    biggest = max(float(d.abs().max()) for d in updates["fast"].values())
+    assert biggest > 1e-3
+    # ...and the surgery did something on this batch: the update is not the combined loss's.
+    assert max_diff(updates["fast"], updates["combined"]) > 1e-4
+
+
+def test_pcgrad_needs_two_tasks():
+    from mtsearch.config import make_config
+
+    with pytest.raises(ConfigError, match=r"update 'pcgrad'.*tasks has only one \(sst\)"):
+        make_config({"update": "pcgrad", "tasks": ["sst"]})
+    make_config({"update": "pcgrad", "tasks": ["sst", "sts"]})
