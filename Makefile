@@ -9,10 +9,15 @@ DATA := data/cs224n
 CONFIG ?= search_spaces/presets/baseline.yaml
 SET ?=
 PORT ?= 5000
+SPACE ?= sampling
+PROFILE ?= cpu
+BACKEND ?= optuna
+SWEEP_ARGS ?=
 
-.PHONY: setup data train test bench lint mlflow clean-cache help
+.PHONY: setup data train sweep results test bench lint mlflow clean-cache help
 
 help:
+	@echo "make sweep SPACE=sampling [PROFILE=gpu] [BACKEND=ray]   run or resume a sweep, print its ablation"
 	@echo "make train        fine-tune MiniLM on SST+QQP+STS with $(CONFIG) (about ten minutes on 2 CPU cores)"
 	@echo "make test         run the test suite"
 	@echo "make bench        trainer benchmark -> runs/bench/"
@@ -39,6 +44,12 @@ $(DATA)/.fetched: $(STAMP)
 
 train: setup data
 	$(BIN)/mtsearch train --config $(CONFIG) $(foreach s,$(SET),--set $(s))
+
+sweep: setup data
+	$(BIN)/mtsearch sweep $(SPACE) --profile $(PROFILE) --backend $(BACKEND) $(SWEEP_ARGS)
+
+results: setup
+	$(BIN)/mtsearch results $(SPACE)
 
 test: setup data
 	$(BIN)/python -m pytest -q

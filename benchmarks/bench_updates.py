@@ -66,7 +66,8 @@ def main() -> None:
     from mtsearch.config import make_config
     from mtsearch.models.encoder import load_encoder, resolve_model
     from mtsearch.models.multitask import MultitaskModel, task_loss
-    from mtsearch.train.trainer import _OptimHandle, build_optimizer
+    from mtsearch.train.optim import build_optimizer
+    from mtsearch.train.trainer import _OptimHandle
     from mtsearch.updates import UPDATES
     from mtsearch.updates.pcgrad import naive_pcgrad_step
 

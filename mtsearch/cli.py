@@ -106,8 +106,10 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
     outcome = backend.run(space, args.name, **options)
-    print(f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) in "
-          f"{outcome.wall_seconds / 60:.1f} min; trials {outcome.counts}")
+    print(
+        f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) in "
+        f"{outcome.wall_seconds / 60:.1f} min; trials {outcome.counts}"
+    )
     if outcome.wall_seconds and outcome.runs:
         print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time")
     res = compute(outcome.sweep_dir)
@@ -140,8 +142,10 @@ def _spaces(args: argparse.Namespace) -> int:
             continue
         dims = ", ".join(d.name for d in sp.dimensions)
         runs = expected_runs(sp)
-        print(f"{name:10s} {sp.algorithm:6s} seeds={sp.seeds} runs={runs if runs else '?'} "
-              f"minutes={sp.minutes or '-'}  dims: {dims}")
+        print(
+            f"{name:10s} {sp.algorithm:6s} seeds={sp.seeds} runs={runs if runs else '?'} "
+            f"minutes={sp.minutes or '-'}  dims: {dims}"
+        )
     return 0
 
 

@@ -70,6 +70,9 @@ class RunConfig(BaseModel):
     """After training, score the best checkpoint on the full dev sets (skipped when eval_limit already covers them)."""
     max_length: int = Field(128, ge=8, le=512)
     """Token budget of one input; longer inputs are truncated (longest sentence first)."""
+    # extra labelled training rows (mtsearch/data/loaders.py: load_extra, tokens.py: concat_encoded)
+    extra_data: dict[str, str] = Field(default_factory=dict)
+    """Extra training rows per task from your own file in that task's train format (task -> path, e.g. {sst: my-sst.csv}; relative paths from the working directory): parsed like the task's file (malformed rows skipped and counted, strict_data honoured), appended to the task's training examples after train_limit (every extra row is used) and fingerprinted in env.json; a missing file stops the run before anything is loaded."""
 
     # --- inputs, pooling, heads -------------------------------------------------
     pair_mode: Literal["concat", "separate", "ensemble"] = "concat"
@@ -151,6 +154,24 @@ class RunConfig(BaseModel):
     """Steps at the end of the run with the whole encoder frozen (heads only) after full fine-tuning; they count inside max_steps."""
     activation_cache: bool = True
     """With freeze_layers (or frozen_encoder), compute the frozen layers' outputs once per data file and model, keep them on disk (cache_dir/activations) and run only the layers above them; exact, since frozen layers run without dropout."""
+
+    # --- contrastive pre-training (SimCSE, Gao, Yao & Chen 2021; mtsearch/train/simcse.py)
+    simcse: Literal["none", "unsup", "sup"] = "none"
+    """Contrastive pre-training of the encoder before multitask training: 'unsup' = every training sentence (all tasks, deduplicated) against itself under two dropout masks; 'sup' = QQP duplicates (para label 1) and STS pairs scored >= simcse_sup_threshold as positives; both with in-batch negatives; 'none' = off (the simcse_* knobs are then ignored)."""
+    simcse_steps: int = Field(200, ge=1)
+    """Steps (one batch each) of the SimCSE stage; they come before and on top of max_steps. Paper: one epoch of 10^6 sentences at batch 64 (unsup)."""
+    simcse_lr: float = Field(3e-5, gt=0.0, le=1.0)
+    """Peak learning rate of the SimCSE stage's own AdamW over the encoder: linear warm-up over warmup_ratio of simcse_steps, then linear decay to 0; weight_decay and max_grad_norm as in training. Paper (BERT-base): 3e-5 unsup, 5e-5 sup."""
+    simcse_temperature: float = Field(0.05, gt=0.0, le=10.0)
+    """Temperature of the contrastive loss: cross-entropy over cosine similarities divided by it (paper: 0.05)."""
+    simcse_batch_size: int = Field(64, ge=2, le=4096)
+    """Sentences (unsup) or positive pairs (sup) per SimCSE step; every other one in the batch is a negative (paper: 64 unsup, 512 sup)."""
+    simcse_pooling: Literal["cls", "mean"] = "cls"
+    """Sentence vector of the SimCSE loss: 'cls' = [CLS] state through a Linear+Tanh layer used only during the stage and discarded after (the paper's unsupervised recipe); 'mean' = mean of the token states, no extra layer (as pooling 'mean')."""
+    simcse_max_length: int = Field(32, ge=8, le=512)
+    """Token budget of one SimCSE sentence; longer sentences are truncated (paper: 32)."""
+    simcse_sup_threshold: float = Field(4.0, ge=0.0, le=5.0)
+    """simcse 'sup': an STS pair is a positive when its similarity is at least this (0..5 scale)."""
 
     # --- budget, evaluation, stopping ----------------------------------------
     max_steps: int | None = Field(200, ge=1)
@@ -328,6 +349,31 @@ class RunConfig(BaseModel):
                     f"update '{self.update}' combines the tasks' encoder gradients, and frozen_encoder "
                     "leaves none: use update 'combined' (or unfreeze the encoder)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _simcse_and_extra_data(self) -> RunConfig:
+        # SimCSE (mtsearch/train/simcse.py): supervised positives come from para and sts only.
+        if self.simcse == "sup" and not {"para", "sts"} & set(self.tasks):
+            raise ValueError(
+                "simcse 'sup' takes its positive pairs from para (QQP duplicates) and sts (pairs "
+                f"scored >= simcse_sup_threshold), but tasks ({', '.join(self.tasks)}) has neither: "
+                "add para or sts to tasks, or use simcse 'unsup'"
+            )
+        # extra_data (mtsearch/data/loaders.py): files are checked when the run starts, so a
+        # stored run config still loads after its extra file moved.
+        for task, path in self.extra_data.items():
+            if task not in TASKS:
+                raise ValueError(
+                    f"extra_data: unknown task '{task}'{suggest(task, list(TASKS))}; "
+                    f"choose from {', '.join(TASKS)}"
+                )
+            if task not in self.tasks:
+                raise ValueError(
+                    f"extra_data names '{task}' ({path}), which is not in tasks ({', '.join(self.tasks)})"
+                )
+            if not str(path).strip():
+                raise ValueError(f"extra_data.{task}: give the path of a file in the {task} train format")
         return self
 
     # ---------------------------------------------------------------- helpers

@@ -130,7 +130,9 @@ def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
 
     client = MlflowClient()
     exp_id = get_experiment_id(client)
-    run = client.create_run(exp_id, run_name=f"sweep:{name}", tags={"mlflow.runName": f"sweep:{name}", **tags})
+    run = client.create_run(
+        exp_id, run_name=f"sweep:{name}", tags={"mlflow.runName": f"sweep:{name}", **tags}
+    )
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 

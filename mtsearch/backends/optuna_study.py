@@ -148,7 +148,9 @@ def recover_stale(study, ctx: SweepContext) -> list[int]:
                 from mtsearch.records import write_json
 
                 write_json(rd / "result.json", {"status": "killed", "error": "the worker process died"})
-        log.warning("trial %d was left running by a dead worker: marked failed, its configuration re-queued", t.number)
+        log.warning(
+            "trial %d was left running by a dead worker: marked failed, its configuration re-queued", t.number
+        )
         recovered.append(t.number)
     return recovered
 
@@ -199,7 +201,11 @@ def _duplicate_of(study, trial_number: int, key: str) -> int | None:
 
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     for t in study.get_trials(deepcopy=False, states=states):
-        if t.number != trial_number and t.user_attrs.get("params_key") == key and not t.user_attrs.get("duplicate_of"):
+        if (
+            t.number != trial_number
+            and t.user_attrs.get("params_key") == key
+            and not t.user_attrs.get("duplicate_of")
+        ):
             return t.number
     return None
 
@@ -255,7 +261,9 @@ class OptunaBackend(Backend):
                    unit="run", disable=not progress)  # fmt: skip
 
         while True:
-            if space.algorithm == "grid" and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if space.algorithm == "grid" and not study.get_trials(
+                deepcopy=False, states=(TrialState.WAITING,)
+            ):
                 stopped = "every grid configuration is done"
                 break
             if budget is not None and space.algorithm != "grid" and _configurations_started(study) >= budget:
@@ -268,7 +276,11 @@ class OptunaBackend(Backend):
                 stopped = f"more than max_failures={space.max_failures} failed trials"
                 break
             trial = study.ask()
-            if space.algorithm == "grid" and not trial.user_attrs.get("grid") and "retry_of" not in trial.user_attrs:
+            if (
+                space.algorithm == "grid"
+                and not trial.user_attrs.get("grid")
+                and "retry_of" not in trial.user_attrs
+            ):
                 # Another worker took the last queued point between our check and ask().
                 trial.set_user_attr("duplicate_of", -1)
                 study.tell(trial, state=TrialState.PRUNED)
@@ -348,7 +360,9 @@ class OptunaBackend(Backend):
             with contextlib.suppress(Exception):
                 from mtsearch.tracking import finish_parent
 
-                finish_parent(ctx.mlflow_parent, {"runs": runs, "wall_seconds": wall, "failed": outcome.counts["fail"]})
+                finish_parent(
+                    ctx.mlflow_parent, {"runs": runs, "wall_seconds": wall, "failed": outcome.counts["fail"]}
+                )
         return outcome
 
 

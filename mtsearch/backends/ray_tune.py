@@ -63,15 +63,24 @@ def _trainable(config: dict[str, Any]) -> None:
 
     def report(step: int, metrics: dict[str, float]) -> None:
         values = {k: float(metrics[o]) for k, o in zip(obj_keys, space.objectives, strict=True)}
-        tune.report({**values, "step": step, "node_ip": node, "trial": trial, "final": False})
+        try:
+            tune.report({**values, "step": step, "node_ip": node, "trial": trial, "final": False})
+        except SystemExit:
+            # Ray stops a function trial (an ASHA decision) by raising SystemExit in report():
+            # the trainer records that as a pruned run, not a failed one.
+            raise Pruned() from None
 
     try:
-        results = run_configuration(ctx, params, trial, report=report, tags={"ray_node": node, "mtsearch.kind": "trial"})
+        results = run_configuration(
+            ctx, params, trial, report=report, tags={"ray_node": node, "mtsearch.kind": "trial"}
+        )
     except Pruned:
         return
     values = objective_values(space, results)
     final = dict(zip(obj_keys, values, strict=True))
-    tune.report({**final, "step": 10**9, "node_ip": node, "trial": trial, "final": True, "seeds": len(results)})
+    tune.report(
+        {**final, "step": 10**9, "node_ip": node, "trial": trial, "final": True, "seeds": len(results)}
+    )
 
 
 def _node_ip() -> str:
@@ -99,7 +108,9 @@ def init_ray(num_cpus: int | None = None) -> None:
         kwargs = {"_node_ip_address": node_ip} if node_ip else {}
         ray.init(address=address, runtime_env=env, log_to_driver=False, **kwargs)
     else:
-        node_ip = os.environ.get("MTSEARCH_RAY_NODE_IP", "127.0.0.2" if sys.platform.startswith("linux") else "")
+        node_ip = os.environ.get(
+            "MTSEARCH_RAY_NODE_IP", "127.0.0.2" if sys.platform.startswith("linux") else ""
+        )
         kwargs = {"_node_ip_address": node_ip} if node_ip else {}
         ray.init(
             address="local", include_dashboard=False, num_cpus=num_cpus, runtime_env=env, log_to_driver=False,
@@ -166,7 +177,9 @@ class RayBackend(Backend):
                 # Ray's ASHA plays the role of every Optuna pruner here; rungs in reported steps.
                 from ray.tune.schedulers import ASHAScheduler
 
-                max_t = int(space.base.get("max_steps") or 100) * space.seeds
+                # Rungs count reports: every evaluation of every seed, plus the final one.
+                base = space.config({}, 0)
+                max_t = space.seeds * -(-(base.max_steps or 100) // base.eval_every) + 1
                 scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(2, max_t), grace_period=1,
                                           reduction_factor=2)  # fmt: skip
             if space.algorithm == "grid":
@@ -177,7 +190,9 @@ class RayBackend(Backend):
 
                 from mtsearch.backends.optuna_study import make_sampler
 
-                search_alg = OptunaSearch(space=space.sample, metric=metric, mode=mode, sampler=make_sampler(space))
+                search_alg = OptunaSearch(
+                    space=space.sample, metric=metric, mode=mode, sampler=make_sampler(space)
+                )
                 param_space = {"__mtsearch": meta}
                 num_samples = max_trials or space.trials or 10**6
             tuner = tune.Tuner(
@@ -191,8 +206,12 @@ class RayBackend(Backend):
                     num_samples=num_samples,
                     time_budget_s=space.minutes * 60 if space.minutes else None,
                 ),
-                run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1 if progress else 0,
-                                          failure_config=tune.FailureConfig(max_failures=0)),  # fmt: skip
+                run_config=tune.RunConfig(
+                    name="tune",
+                    storage_path=storage,
+                    verbose=1 if progress else 0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                ),  # fmt: skip
             )
         grid = tuner.fit()
         failed = sum(1 for r in grid if r.error)

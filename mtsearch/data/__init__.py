@@ -12,13 +12,24 @@ from mtsearch.data.loaders import (
     Split,
     candidate_files,
     fingerprint,
+    load_extra,
     load_split,
     parse_file,
+    require_extra_files,
     require_files,
     resolve_data_dir,
     split_path,
 )
-from mtsearch.data.tokens import PAIR_MODES, EncodedSplit, Segment, collate, encode_split, tokenizer_identity
+from mtsearch.data.tokens import (
+    PAIR_MODES,
+    EncodedSplit,
+    Segment,
+    collate,
+    concat_encoded,
+    concat_segments,
+    encode_split,
+    tokenizer_identity,
+)
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -34,11 +45,15 @@ __all__ = [
     "candidate_files",
     "check_report",
     "collate",
+    "concat_encoded",
+    "concat_segments",
     "encode_split",
     "fetch_data",
     "fingerprint",
+    "load_extra",
     "load_split",
     "parse_file",
+    "require_extra_files",
     "require_files",
     "resolve_data_dir",
     "split_path",

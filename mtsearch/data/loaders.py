@@ -61,6 +61,8 @@ class Split:
     md5: str
     #: usable rows in the whole file; differs from ``len(examples)`` when ``limit`` was used
     usable: int | None = field(default=None)
+    #: a user's file of extra training rows (config ``extra_data``), not the task's own file
+    extra: bool = False
 
     def __post_init__(self) -> None:
         if self.usable is None:
@@ -351,18 +353,70 @@ def load_split(
 
 
 def fingerprint(splits) -> list[dict]:
-    """What a run read: one record per split, to be stored with the run's results."""
+    """What a run read: one record per split, to be stored with the run's results.
+
+    An extra-data split (config ``extra_data``) also records ``extra: true`` and its full
+    path: a user's file can live anywhere, and its name alone may not find it again.
+    """
     out = []
     for s in splits:
-        out.append(
-            {
-                "task": s.task,
-                "split": s.split,
-                "file": s.path.name,
-                "rows": s.usable,
-                "used": len(s.examples),
-                "md5": s.md5,
-                "defects": len(s.defects),
-            }
-        )
+        row = {
+            "task": s.task,
+            "split": s.split,
+            "file": s.path.name,
+            "rows": s.usable,
+            "used": len(s.examples),
+            "md5": s.md5,
+            "defects": len(s.defects),
+        }
+        if s.extra:
+            row.update(extra=True, path=str(s.path))
+        out.append(row)
     return out
+
+
+# --------------------------------------------------------------------------- extra data
+
+
+def require_extra_files(extra_data: dict[str, str]) -> dict[str, Path]:
+    """The files of config ``extra_data`` (task -> path), checked before any training.
+
+    Raises a ConfigError naming the field, the task and the path when a file is missing.
+    """
+    found: dict[str, Path] = {}
+    for task, raw in extra_data.items():
+        _check_names(task, "train")
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"extra_data.{task}: {path} {what} (a file in the {task} train format)")
+        found[task] = path
+    return found
+
+
+def load_extra(task: str, path: Path, strict: bool = False, *, warn: bool = True) -> Split:
+    """Every usable row of a user's file of extra ``task`` training rows, as a train Split.
+
+    The file is read exactly like the task's own train file (same columns, same label
+    checks): malformed rows are skipped with one warning and counted in ``defects``, or
+    raise in ``strict`` mode. No ``limit``: the user chose these rows, all of them are used.
+    """
+    path = Path(path)
+    try:
+        examples, defects, md5 = parse_file(path, task, "train")
+    except DataError as err:
+        raise DataError(f"extra_data.{task}: {err}") from None
+    if strict and defects:
+        d = defects[0]
+        raise DataError(
+            f"extra_data.{task}: {path}:{d.line}: {d.reason} (strict mode stops at the first malformed row)"
+        )
+    if warn:
+        _warn_defects(path, defects)
+    if not examples:
+        raise DataError(
+            f"extra_data.{task}: {path} has no usable rows ({len(defects)} malformed); "
+            f"it needs the columns of the {task} train file: id, {', '.join(TASKS[task].text_columns)}, "
+            f"{TASKS[task].label_column}"
+        )
+    return Split(task, "train", path, examples, defects, md5, extra=True)

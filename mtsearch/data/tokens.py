@@ -295,6 +295,53 @@ def _encode_examples(examples, names: list[str], tokenizer, max_length: int) -> 
     return {"a": _encode(tokenizer, a, None, max_length), "b": _encode(tokenizer, b, None, max_length)}
 
 
+def concat_segments(*segments: Segment) -> Segment:
+    """One flat segment holding the examples of ``segments`` one after the other."""
+    if not segments:
+        raise ValueError("concat_segments needs at least one segment")
+    lens = np.concatenate([s.lengths() for s in segments])
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    # Each segment's flat arrays start at its own offsets[0] (0 for the data layer's).
+    ids = np.concatenate([s.input_ids[s.offsets[0] : s.offsets[-1]] for s in segments])
+    types = np.concatenate([s.token_type_ids[s.offsets[0] : s.offsets[-1]] for s in segments])
+    return Segment(ids.astype(np.int32, copy=False), types.astype(np.int8, copy=False), offsets)
+
+
+def concat_encoded(a: EncodedSplit, b: EncodedSplit) -> EncodedSplit:
+    """The examples of ``a`` followed by those of ``b`` (e.g. a task's file + extra rows).
+
+    Both must be the same task, split and encoding (segments, pair mode, max length).
+    Each keeps its own token cache file (keyed by its file's md5), which is why they are
+    encoded apart and joined here. The result has no ``lines``: line numbers of two files
+    do not identify a row any more, so the activation cache leaves such a split on the
+    uncached forward instead of matching rows of the wrong file.
+    """
+    if (a.task, a.split) != (b.task, b.split):
+        raise ValueError(f"cannot join {a.task}/{a.split} with {b.task}/{b.split}")
+    if tuple(a.segments) != tuple(b.segments) or (a.pair_mode, a.max_length) != (b.pair_mode, b.max_length):
+        raise ValueError(
+            f"{a.task}: cannot join encodings {tuple(a.segments)} ({a.pair_mode}, {a.max_length}) and "
+            f"{tuple(b.segments)} ({b.pair_mode}, {b.max_length})"
+        )
+    if (a.labels is None) != (b.labels is None):
+        raise ValueError(f"{a.task}: cannot join a labelled split with an unlabelled one")
+    labels = None if a.labels is None else np.concatenate([a.labels, b.labels]).astype(np.float32)
+    return EncodedSplit(
+        task=a.task,
+        split=a.split,
+        ids=list(a.ids) + list(b.ids),
+        labels=labels,
+        segments={n: concat_segments(a.segments[n], b.segments[n]) for n in a.segments},
+        pair_mode=a.pair_mode,
+        max_length=a.max_length,
+        cache_path=None,
+        from_cache=a.from_cache and b.from_cache,
+        lines=None,
+        hidden=None,
+    )
+
+
 def collate(encoded: EncodedSplit, indices, pad_id: int = 0) -> dict:
     """A batch of ``encoded[indices]``, padded to the batch's own longest sequence per segment."""
     import torch

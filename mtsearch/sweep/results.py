@@ -52,7 +52,11 @@ def find_sweep(name: str) -> Path:
     cand = sweeps_dir() / name
     if (cand / "sweep.json").exists():
         return cand
-    known = sorted(d.name for d in sweeps_dir().glob("*") if (d / "sweep.json").exists()) if sweeps_dir().exists() else []
+    known = (
+        sorted(d.name for d in sweeps_dir().glob("*") if (d / "sweep.json").exists())
+        if sweeps_dir().exists()
+        else []
+    )
     raise MtsearchError(f"no sweep '{name}' under {sweeps_dir()}; sweeps: {', '.join(known) or 'none yet'}")
 
 
@@ -133,7 +137,9 @@ def compute(name: str) -> SweepResults:
     runs = pd.DataFrame(rows)
     empty = pd.DataFrame()
     if runs.empty or "overall" not in runs or runs["overall"].notna().sum() == 0:
-        return SweepResults(sweep_dir.name, sweep_dir, meta, runs, empty, empty, None, metrics, dims, incomplete)
+        return SweepResults(
+            sweep_dir.name, sweep_dir, meta, runs, empty, empty, None, metrics, dims, incomplete
+        )
     for d in dims:
         runs[d] = runs["params"].map(lambda p, d=d: _level(p[d]) if d in p else None)
     ok = runs[runs["overall"].notna()].copy()
@@ -186,7 +192,9 @@ def compute(name: str) -> SweepResults:
                 })  # fmt: skip
     ablation = pd.DataFrame(ab_rows)
     pareto = pareto_front(confs, [f"{t}_mean" for t in tasks]) if len(tasks) > 1 else None
-    return SweepResults(sweep_dir.name, sweep_dir, meta, runs, confs, ablation, pareto, metrics, dims, incomplete)
+    return SweepResults(
+        sweep_dir.name, sweep_dir, meta, runs, confs, ablation, pareto, metrics, dims, incomplete
+    )
 
 
 def pareto_front(confs, cols: list[str]):
@@ -209,6 +217,10 @@ def write_tables(res: SweepResults) -> tuple[Path, Path]:
     return trials_csv, ablation_csv
 
 
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -228,7 +240,7 @@ def format_results(res: SweepResults, top: int = 10) -> str:
     header = ["rank", *res.dims, "seeds", *[metric_names[m] for m in res.metrics]]
     table = []
     for _, r in res.configurations.head(top).iterrows():
-        table.append([str(r["rank"]), *[str(r[d]) if r[d] is not None else "-" for d in res.dims], str(r["seeds"]),
+        table.append([str(r["rank"]), *["-" if _missing(r[d]) else str(r[d]) for d in res.dims], str(r["seeds"]),
                       *[f"{_fmt(r[f'{m}_mean'])} ± {_fmt(r[f'{m}_sd'], 3)}" for m in res.metrics]])  # fmt: skip
     out += _table(header, table)
     for d in res.dims:
@@ -240,13 +252,19 @@ def format_results(res: SweepResults, top: int = 10) -> str:
                    f"Welch t-test against the best level)")  # fmt: skip
         rows = []
         for _, r in sub.sort_values("mean", ascending=False).iterrows():
-            verdict = "best" if r["is_best"] else ("worse (p < 0.05)" if r["distinguishable"] else "not distinguishable")
+            verdict = (
+                "best"
+                if r["is_best"]
+                else ("worse (p < 0.05)" if r["distinguishable"] else "not distinguishable")
+            )
             rows.append([str(r["level"]), str(r["n"]), _fmt(r["mean"]), f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]",
                          _fmt(r["diff_from_best"]), _fmt(r["p_value"], 3), verdict])  # fmt: skip
         out += _table(["level", "runs", "mean", "95% CI", "diff", "p", "vs best"], rows)
     if res.pareto is not None and len(res.pareto):
         out.append("")
-        out.append(f"Pareto front over the tasks: {len(res.pareto)} configuration(s) no other beats on every task")
+        out.append(
+            f"Pareto front over the tasks: {len(res.pareto)} configuration(s) no other beats on every task"
+        )
     return "\n".join(out)
 
 

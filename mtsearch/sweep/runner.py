@@ -130,7 +130,9 @@ def run_configuration(
             "git_commit": ctx.commit or "",
             **(tags or {}),
         }
-        result = train(cfg, report=seed_report, run_dir=rd, mlflow_parent=ctx.mlflow_parent, mlflow_tags=mtags)
+        result = train(
+            cfg, report=seed_report, run_dir=rd, mlflow_parent=ctx.mlflow_parent, mlflow_tags=mtags
+        )
         summary = summarize(result)
         results[seed] = summary
         if on_seed_done is not None:

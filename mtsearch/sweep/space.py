@@ -77,7 +77,9 @@ class Dimension:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
 
@@ -256,7 +258,10 @@ def load_space(name_or_path: str, profile: str = "cpu", extra_set: dict[str, Any
     profiles = raw.get("profiles") or {}
     if profile != "cpu":
         if profile not in profiles:
-            chk.fail(("profiles",), f"profile '{profile}' is not defined; defined: cpu, {', '.join(profiles) or '-'}")
+            chk.fail(
+                ("profiles",),
+                f"profile '{profile}' is not defined; defined: cpu, {', '.join(profiles) or '-'}",
+            )
     for pname, prof in profiles.items():
         if not isinstance(prof, dict):
             chk.fail(("profiles", pname), "a profile is a mapping with set / budget / seeds")
@@ -269,7 +274,10 @@ def load_space(name_or_path: str, profile: str = "cpu", extra_set: dict[str, Any
         chk.fail(("base",), "base is a mapping: {preset: NAME, set: {key: value}}")
     chk.keys(("base",), base_raw, ("preset", "set"), "base key")
     values = load_preset(base_raw["preset"]) if base_raw.get("preset") else {}
-    for where, overrides in ((("base", "set"), base_raw.get("set")), (("profiles", profile, "set"), prof.get("set"))):
+    for where, overrides in (
+        (("base", "set"), base_raw.get("set")),
+        (("profiles", profile, "set"), prof.get("set")),
+    ):
         if overrides:
             try:
                 values = apply_overrides(values, overrides)
@@ -296,7 +304,9 @@ def load_space(name_or_path: str, profile: str = "cpu", extra_set: dict[str, Any
     for o in objectives:
         if o != "overall" and o not in base_cfg.tasks:
             valid = ["overall", *base_cfg.tasks]
-            chk.fail(("objective",), f"unknown objective '{o}'{suggest(str(o), valid)}; valid: {', '.join(valid)}")
+            chk.fail(
+                ("objective",), f"unknown objective '{o}'{suggest(str(o), valid)}; valid: {', '.join(valid)}"
+            )
     seeds = prof.get("seeds", raw.get("seeds", 1))
     if not isinstance(seeds, int) or seeds < 1:
         chk.fail(("seeds",), f"seeds must be a whole number >= 1 (got {seeds!r})")
@@ -308,9 +318,14 @@ def load_space(name_or_path: str, profile: str = "cpu", extra_set: dict[str, Any
         chk.fail(("algorithm",), "cmaes optimises one objective; use nsga2, tpe or random for several")
     pruner = raw.get("pruner", "none")
     if pruner not in PRUNERS:
-        chk.fail(("pruner",), f"unknown pruner '{pruner}'{suggest(str(pruner), list(PRUNERS))}; valid: {', '.join(PRUNERS)}")
+        chk.fail(
+            ("pruner",),
+            f"unknown pruner '{pruner}'{suggest(str(pruner), list(PRUNERS))}; valid: {', '.join(PRUNERS)}",
+        )
     if pruner != "none" and len(objectives) > 1:
-        chk.fail(("pruner",), "pruning needs a single objective (Optuna cannot prune multi-objective studies)")
+        chk.fail(
+            ("pruner",), "pruning needs a single objective (Optuna cannot prune multi-objective studies)"
+        )
     trials = budget.get("trials")
     minutes = budget.get("minutes")
     if trials is not None and (not isinstance(trials, int) or trials < 1):
@@ -378,7 +393,9 @@ def _dimensions(raw: Any, chk: _Checker, base: dict[str, Any]) -> tuple[Dimensio
         if isinstance(spec, list):
             spec = {"choices": spec}
         if not isinstance(spec, dict):
-            chk.fail(where, "a dimension is a list of choices or a mapping (type, choices, low, high, log, when)")
+            chk.fail(
+                where, "a dimension is a list of choices or a mapping (type, choices, low, high, log, when)"
+            )
         chk.keys(where, spec, DIM_KEYS, "dimension key")
         when_raw = spec.get("when") or {}
         if not isinstance(when_raw, dict):
@@ -406,7 +423,9 @@ def _dimensions(raw: Any, chk: _Checker, base: dict[str, Any]) -> tuple[Dimensio
             field_name = knobs[name]
             reg = regs[field_name]
             knob = name.split(".", 1)[1]
-            strategies = when.get(field_name) or ((base.get(field_name) or RunConfig.model_fields[field_name].default),)
+            strategies = when.get(field_name) or (
+                (base.get(field_name) or RunConfig.model_fields[field_name].default),
+            )
             for strat in strategies:
                 if strat not in reg or knob not in reg.get(strat).Args.model_fields:
                     has = [n for n in reg.names() if knob in reg.get(n).Args.model_fields]
@@ -454,7 +473,9 @@ def _dimensions(raw: Any, chk: _Checker, base: dict[str, Any]) -> tuple[Dimensio
         if kind == "int" and dkind == "float":
             chk.fail(where, f"'{name}' is a whole number in the config: use type int")
         step = spec.get("step")
-        dim = Dimension(str(name), dkind, None, float(low), float(high), step, log, when, int(spec.get("bins", 3)))
+        dim = Dimension(
+            str(name), dkind, None, float(low), float(high), step, log, when, int(spec.get("bins", 3))
+        )
         # Both ends must be acceptable config values (catches e.g. lr low: 0).
         for v in (low, high):
             try:

@@ -5,7 +5,10 @@ run in eval mode (no dropout: see :mod:`mtsearch.train.optim`), so the hidden st
 after layer k are a fixed function of each example's tokens. Computing them once and
 reading them back is exact, not an approximation: a training or evaluation forward then
 runs only layers k..L-1 (and backward stops there anyway), which is what makes sweeps on
-a CPU affordable. ``frozen_encoder`` caches the last hidden state (k = L).
+a CPU affordable. ``frozen_encoder`` caches the last hidden state (k = L). The
+heads-only phases (``heads_only_steps_before/after``) only ever freeze MORE of the
+encoder, never the cached layers less, so the cache serves them too; nothing in a run
+unfreezes layers 0..k-1, which is why ``activation_cache`` needs no further condition.
 
 One cache entry is one segment ('a', 'b' or 'ab') of one data file under one encoding,
 for one model prefix: its key holds the model's identity (its config and a hash of the
@@ -26,6 +29,11 @@ Batches carry the states to the model: :func:`mtsearch.data.collate` adds
 ``cached_hidden`` ([B, S, H], zero where padded) and ``cached_layer`` (k) to every input
 segment of a split that has them attached, and ``MultitaskModel.encode`` then runs only
 the layers above k (:func:`mtsearch.models.layers.forward_from`).
+
+Limits: states are computed in float32 (under bf16 autocast the uncached path would
+round the lower layers to bf16; the cached one does not). A training split joined from
+several files (``extra_data``) has no line numbers to match rows by and stays on the
+uncached forward, which computes the same values at the full cost.
 """
 
 from __future__ import annotations
@@ -272,6 +280,14 @@ def attach(
     root = Path(root) if root is not None else paths.cache_dir() / "activations"
     report = CacheReport(layers)
     for split, enc in splits:
+        if enc.lines is None:
+            # rows of several files joined (extra_data): line numbers no longer identify
+            # a row of this file, so nothing is matched (or built) for this split
+            log.warning(
+                "%s %s: rows from several files; this split runs the frozen layers", split.task, split.split
+            )
+            report.skipped.append(f"{split.task}-{split.split}")
+            continue
         full = None
         attached = {}
         for name, seg in enc.segments.items():

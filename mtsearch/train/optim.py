@@ -289,8 +289,15 @@ def set_frozen(module: nn.Module, frozen: bool, training: bool | None = None) ->
     module.train(False if frozen else (module.training if training is None else training))
 
 
-def is_frozen(module: nn.Module) -> bool:
-    return bool(module.__dict__.get("_mtsearch_frozen", False))
+def check_freeze_depth(encoder: nn.Module, config: RunConfig):
+    """Refuse freeze_layers deeper than the model (the config cannot know the depth)."""
+    parts = require_parts(encoder, "freeze_layers")
+    if config.freeze_layers > parts.depth:
+        raise ConfigError(
+            f"freeze_layers is {config.freeze_layers}, but model '{config.model}' has only {parts.depth} "
+            f"encoder layers: use at most {parts.depth} (or frozen_encoder)"
+        )
+    return parts
 
 
 class Freezer:
@@ -314,12 +321,7 @@ class Freezer:
             modules = [encoder]
             self.frozen_depth = parts.depth if parts is not None else 0
         elif k:
-            parts = require_parts(encoder, "freeze_layers")
-            if k > parts.depth:
-                raise ConfigError(
-                    f"freeze_layers is {k}, but model '{config.model}' has only {parts.depth} "
-                    f"encoder layers: use at most {parts.depth} (or frozen_encoder)"
-                )
+            parts = check_freeze_depth(encoder, config)
             modules = parts.lower(k)
             self.frozen_depth = k
         else:

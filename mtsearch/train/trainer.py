@@ -24,7 +24,7 @@ from mtsearch.errors import ConfigError, MtsearchError
 from mtsearch.paths import runs_dir
 from mtsearch.records import RunDir, environment
 from mtsearch.tasks import overall_score
-from mtsearch.train.optim import Freezer, build_optimizer, make_accumulator
+from mtsearch.train.optim import Freezer, build_optimizer, check_freeze_depth, make_accumulator
 
 log = logging.getLogger("mtsearch.train")
 
@@ -88,7 +88,15 @@ def train(
     ``report(step, metrics)`` is called after every evaluation with flat metrics
     (``overall``, one key per task, ``examples``); it may raise :class:`Pruned`.
     """
-    from mtsearch.data import fingerprint, load_split, require_files, resolve_data_dir
+    from mtsearch.data import (
+        concat_encoded,
+        fingerprint,
+        load_extra,
+        load_split,
+        require_extra_files,
+        require_files,
+        resolve_data_dir,
+    )
     from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
     from mtsearch.models.multitask import MultitaskModel, encode_for_model
     from mtsearch.train.runtime import pick_device, rng_for, seed_everything
@@ -98,6 +106,7 @@ def train(
     source = resolve_model(config.model)
     data_dir = resolve_data_dir(config.data_dir)
     require_files(data_dir, list(config.tasks), ["train", "dev"])
+    extra_paths = require_extra_files(config.extra_data)  # extra_data: every file is there
     device, precision = pick_device(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -116,6 +125,11 @@ def train(
             raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
     # encode_for_model decides which encodings the config's pair_mode needs (one place).
     enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
+    # extra_data: a user's rows are their own Split (own token cache, own fingerprint row),
+    # appended to the task's training examples.
+    extra_splits = {t: load_extra(t, p, strict=config.strict_data) for t, p in extra_paths.items()}
+    for t, extra in extra_splits.items():
+        enc_train[t] = concat_encoded(enc_train[t], encode_for_model(extra, tokenizer, config))
     enc_dev = {t: encode_for_model(s, tokenizer, config) for t, s in dev_splits.items()}
     pad_id = tokenizer.pad_token_id or 0
     eval_rng = np.random.default_rng(EVAL_SUBSET_SEED)
@@ -130,7 +144,17 @@ def train(
     needs_final = config.final_eval and any(s is not None for s in subsets.values())
 
     encoder = load_encoder(source, seed=config.seed)
+    if config.freeze_layers and not config.frozen_encoder:
+        check_freeze_depth(encoder, config)  # before SimCSE can spend minutes
     model = MultitaskModel(encoder, config).to(device)
+    # SimCSE pre-training (mtsearch/train/simcse.py; None when config.simcse is 'none'):
+    # before freezing, the activation cache's key (a hash of the frozen weights) and the
+    # optimizer, so all of them see the pre-trained encoder. Its rows are recorded below.
+    from mtsearch.train.simcse import run_simcse
+
+    simcse = run_simcse(
+        config, model.encoder, [*train_splits.values(), *extra_splits.values()], tokenizer, device, precision
+    )
     # Freezing (mtsearch/train/optim.py): a model too shallow for freeze_layers is refused
     # here, before any run directory. Frozen layers' outputs are then fixed, so the
     # activation cache may hand their output to the model instead of running them.
@@ -146,7 +170,9 @@ def train(
     name = config.name or default_run_name(config)
     rd = RunDir(run_dir or runs_dir() / name)
     rd.write_config(config.to_yaml())
-    data_fp = fingerprint(list(train_splits.values()) + list(dev_splits.values()))
+    data_fp = fingerprint(
+        list(train_splits.values()) + list(extra_splits.values()) + list(dev_splits.values())
+    )
     model_info = {
         "source": asdict(source),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -166,6 +192,8 @@ def train(
             name, config.model_dump(mode="json"), {**tags, **(mlflow_tags or {})}, mlflow_parent
         )
 
+    if simcse is not None:
+        simcse.record(rd, mirror)  # metrics.jsonl rows of kind "simcse", MLflow simcse_loss
     loop = _Loop(config, model, enc_train, enc_dev, subsets, device, precision, pad_id, rd, mirror, report)
     loop.freezer = freezer
     status, error = "failed", None
@@ -501,7 +529,10 @@ class _Loop:
             "padding_efficiency": self.tokens / max(1, self.padded_tokens),
             "tokens": self.tokens,
             "padded_tokens": self.padded_tokens,
-            "eval_examples": sum(len(e) if self.subsets.get(t) is None else len(self.subsets[t]) for t, e in self.enc_dev.items()),
+            "eval_examples": sum(
+                len(e) if self.subsets.get(t) is None else len(self.subsets[t])
+                for t, e in self.enc_dev.items()
+            ),
         }
         if grad_cosine is not None:
             row["grad_cosine"] = grad_cosine

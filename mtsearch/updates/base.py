@@ -101,3 +101,14 @@ def check_task_keys(rule: str, args_field: str, per_task: dict[str, object], tas
 
 
 UPDATES: Registry[UpdateRule] = Registry("updates", "update")
+
+
+def backward(loss: torch.Tensor) -> None:
+    """Backward, unless nothing trainable lies under this loss.
+
+    During a heads-only phase (or with a frozen encoder) a task whose head has no
+    parameters of its own, e.g. the cosine STS head over [CLS] pooling, has a loss with no
+    trainable path: it contributes no gradient this step instead of crashing the run.
+    """
+    if loss.requires_grad:
+        loss.backward()

@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule, check_task_keys
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward, check_task_keys
 
 
 class CombinedArgs(BaseModel):
@@ -33,7 +33,7 @@ class Combined(UpdateRule):
         losses = {}
         for task in tasks:
             loss = loss_of(task)
-            (self.args.weights.get(task, 1.0) * loss).backward()
+            backward(self.args.weights.get(task, 1.0) * loss)
             losses[task] = float(loss.detach())
         optim.step()
         return losses

@@ -38,14 +38,17 @@ def gradient_cosines(
     on, each gradient would carry the noise of its own random mask, which lowers every
     cosine whether or not the tasks conflict, and the probe would draw from torch's global
     generator, so switching the diagnostic on or off would change the training run.
-    Pairs are ordered as ``tasks``; a task whose gradient is zero gives NaN cosines.
+    Pairs are ordered as ``tasks``; a task whose gradient is zero gives NaN cosines. Only
+    parameters that require grad count; none (a frozen encoder) gives an empty dict.
     """
     tasks = list(tasks)
-    if len(tasks) < 2:
-        return {}
     if params is None:
-        params = [p for p in model.encoder.parameters() if p.requires_grad]
-    params = list(params)
+        params = model.encoder.parameters()
+    # Frozen parameters have no gradient to compare; with the whole encoder frozen (a
+    # heads-only phase) the tasks cannot conflict on it and there is nothing to log.
+    params = [p for p in params if p.requires_grad]
+    if len(tasks) < 2 or not params:
+        return {}
     flat = FlatGrads(params)
     flat.reset(len(tasks))
     was_training = model.training

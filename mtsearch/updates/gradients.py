@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mtsearch.updates.base import Optim, UpdateRule
+from mtsearch.updates.base import Optim, UpdateRule, backward
 
 #: Columns per chunk when the Gram matrix is accumulated in float64 (bounds the temporary copy).
 _GRAM_CHUNK = 1 << 20
@@ -162,7 +162,7 @@ class GradientSurgery(UpdateRule):
         losses = {}
         for i, task in enumerate(tasks):
             loss = loss_of(task)
-            loss.backward()
+            backward(loss)
             losses[task] = float(loss.detach())
             flat.take(i)
         rows = flat.rows(len(tasks))

@@ -21,7 +21,7 @@ from typing import Annotated
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule, check_task_keys
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward, check_task_keys
 
 
 class SeparateArgs(BaseModel):
@@ -50,7 +50,7 @@ class Separate(UpdateRule):
         losses = {}
         for task in tasks:
             loss = loss_of(task)
-            loss.backward()
+            backward(loss)
             losses[task] = float(loss.detach())
             optim.apply(lr=self.args.lr.get(task), weight_decay=self.args.weight_decay.get(task))
         optim.advance()

@@ -36,6 +36,11 @@ def test_cosines_by_hand_and_the_model_is_left_as_it_was():
     assert model.training  # restored
     assert model.encoder.weight.grad is None  # no .grad written, nothing to clean up
     assert gradient_cosines(model, ["a"], model.loss) == {}
+    model.encoder.weight.requires_grad_(False)  # a frozen encoder has nothing to compare
+    assert (
+        gradient_cosines(model, ["a", "b"], lambda t: model.loss(t) * torch.ones((), requires_grad=True))
+        == {}
+    )
 
 
 def _evals(result):

@@ -11,7 +11,8 @@ from tests.updates.helpers import TASKS3, loss_fn, random_batches, tiny_model
 
 
 def _setup(tasks=TASKS3, update_args=None, max_grad_norm=1.0, **config):
-    from mtsearch.train.trainer import _OptimHandle, build_optimizer
+    from mtsearch.train.optim import build_optimizer
+    from mtsearch.train.trainer import _OptimHandle
 
     model, cfg = tiny_model(tasks, update="separate", update_args=update_args or {}, **config)
     model.eval()  # no dropout: the hand-worked update below needs the exact gradient
@@ -115,3 +116,16 @@ def test_per_task_arguments_must_name_trained_tasks():
     with pytest.raises(ConfigError, match=r"update_args\.weights names task 'cfimdb'"):
         make_config({"update": "combined", "update_args": {"weights": {"cfimdb": 2.0}}})
     make_config({"update": "separate", "update_args": {"lr": {"sst": 1e-4}, "weight_decay": {"para": 0.0}}})
+
+
+def test_a_task_with_no_trainable_path_is_skipped_not_a_crash(data_dir, runs):
+    # Heads-only phase + cosine STS over parameter-free [CLS] pooling: the STS loss has
+    # nothing trainable under it for that phase; every update rule must carry on.
+    from mtsearch.train import train
+    from mtsearch.updates import UPDATES
+    from tests.conftest import tiny_config
+
+    for rule in UPDATES.names():
+        cfg = tiny_config(data_dir, name=f"nopath-{rule}", pair_mode="separate", sts_head="cosine",
+                          heads_only_steps_before=2, max_steps=4, eval_every=4, update=rule)  # fmt: skip
+        assert train(cfg).status == "finished"

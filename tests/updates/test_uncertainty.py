@@ -38,7 +38,8 @@ def test_the_learned_variance_settles_at_the_loss(kind, optimum):
 
 
 def test_log_variances_are_trained_by_the_trainers_optimizer():
-    from mtsearch.train.trainer import _OptimHandle, build_optimizer
+    from mtsearch.train.optim import build_optimizer
+    from mtsearch.train.trainer import _OptimHandle
 
     model, config = tiny_model(head_lr=1e-2, warmup_ratio=0.0)
     model.eval()

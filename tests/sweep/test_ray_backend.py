@@ -1,0 +1,121 @@
+"""Ray Tune backend: a real two-node Ray cluster on loopback addresses.
+
+Ray rewrites 127.0.0.1 to the machine's network address, so the head listens on
+127.0.0.2 and the worker node on 127.0.0.3 (see the project's notes on local services).
+Each node is started with --block as a child of this test, so the test stops exactly
+what it started instead of `ray stop`, which would kill every Ray process here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HEAD, WORKER, PORT = "127.0.0.2", "127.0.0.3", 6392
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    pytest.fail(
+        f"a Ray node did not start: {path.read_text(errors='replace')[-2000:] if path.exists() else ''}"
+    )
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    ray_bin = Path(sys.executable).parent / "ray"
+    # Token auth is for clusters reachable from a network; this one lives on loopback only.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    # Ray puts unix sockets under its temp dir: pytest's long tmp paths exceed the socket path limit.
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block", f"--temp-dir={temp}"]
+    logs = [tmp_path / "head.log", tmp_path / "worker.log"]
+    procs = []
+    with open(logs[0], "w") as out:
+        procs.append(subprocess.Popen([str(ray_bin), "start", "--head", f"--node-ip-address={HEAD}", f"--port={PORT}",
+                                       "--include-dashboard=false", *common], env=env, stdout=out, stderr=out))  # fmt: skip
+    try:
+        _wait_for(logs[0], "Ray runtime started", procs[0])
+        with open(logs[1], "w") as out:
+            procs.append(subprocess.Popen([str(ray_bin), "start", f"--address={HEAD}:{PORT}",
+                                           f"--node-ip-address={WORKER}", *common], env=env, stdout=out, stderr=out))  # fmt: skip
+        _wait_for(logs[1], "Ray runtime started", procs[1])
+        yield f"{HEAD}:{PORT}", env
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_sweep_on_a_two_node_cluster_then_restore(sweep_env, data_dir, ray_cluster):
+    runs = sweep_env
+    address, ray_env = ray_cluster
+    env = {**ray_env, "MTSEARCH_RUNS": str(runs), "MTSEARCH_DATA": str(data_dir), "RAY_ADDRESS": address}
+    exe = Path(sys.executable).parent / "mtsearch"
+    # Slow enough that both configurations are in flight at once: one per node.
+    args = [str(exe), "sweep", "smoke", "--backend", "ray", "--quiet", "--set", "max_steps=16"]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ablation: sampler" in proc.stdout
+    meta = json.loads((runs / "sweeps" / "smoke" / "sweep.json").read_text())
+    assert meta["backend"] == "ray"
+    assert set(meta["sessions"][-1]["nodes"]) == {HEAD, WORKER}, "trials ran on both nodes"
+    assert meta["sessions"][-1]["runs"] == 4
+    # MLflow: a parent and one child run per trained seed, tagged with the node.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mtsearch")
+    children = client.search_runs([exp.experiment_id], filter_string="tags.`mtsearch.kind` = 'trial'")
+    assert len(children) == 4 and {c.data.tags["ray_node"] for c in children} == {HEAD, WORKER}
+    assert all(c.info.status == "FINISHED" for c in children)
+
+    # Rerunning restores the finished experiment: nothing is trained again.
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((runs / "sweeps" / "smoke" / "sweep.json").read_text())["sessions"][-1]["runs"] == 0
+    assert len(list((runs / "sweeps" / "smoke" / "trials").iterdir())) == 4
+
+
+def test_ray_local_asha_prunes_and_closes_runs(sweep_env, tmp_path):
+    from mtsearch.backends import BACKENDS
+    from mtsearch.sweep.space import load_space
+
+    root = Path(__file__).resolve().parents[2]
+    space = tmp_path / "asha.yaml"
+    space.write_text(
+        (root / "search_spaces" / "smoke.yaml").read_text()
+        .replace("name: smoke", "name: asha")
+        .replace("pruner: none", "pruner: asha")
+        .replace("seeds: 2", "seeds: 1")
+        .replace("  sampler:\n    choices: [round_robin, temperature]",
+                 "  sampler:\n    choices: [round_robin, temperature, proportional, sequential]")
+        .replace("max_steps: 4", "max_steps: 8").replace("eval_every: 2", "eval_every: 1")
+    )  # fmt: skip
+    out = BACKENDS.get("ray")().run(load_space(str(space)), progress=False, mlflow=False)
+    assert out.counts["trials"] == 4 and out.counts["fail"] == 0
+    statuses = [
+        json.loads(p.read_text())["status"]
+        for p in (sweep_env / "sweeps" / "asha" / "trials").glob("*/result.json")
+    ]
+    assert len(statuses) == 4 and "finished" in statuses
+    assert set(statuses) <= {"finished", "pruned"}
