@@ -131,6 +131,18 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mtsearch.dashboard.report import write_report
+
+    path, data = write_report(args.sweep, Path(args.out) if args.out else None)
+    print(f"report: {path}")
+    if not data.has_results:
+        print(data.status_message())
+    for note in data.notices:
+        print(f"note: {note}")
+    return 0
+
+
 def _spaces(args: argparse.Namespace) -> int:
     from mtsearch.sweep.space import expected_runs, list_spaces, load_space
 
@@ -199,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
     rs.add_argument("--top", type=int, default=10)
     rs.set_defaults(func=_results)
+
+    rp = sub.add_parser("report", help="one self-contained HTML file with a sweep's tables and plots")
+    rp.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
+    rp.add_argument("--out", help="HTML file to write (default: runs/sweeps/<sweep>/report.html)")
+    rp.set_defaults(func=_report)
 
     sp = sub.add_parser("spaces", help="list the shipped search spaces and what they cost")
     sp.add_argument("--profile", default="cpu")

@@ -96,15 +96,27 @@ def load_encoder(source: ModelSource, seed: int = 0):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return BertModel(config, add_pooling_layer=False)
+    from transformers.utils import logging as hf_logging
+
+    # The load report lists the pooler weights dropped on purpose: noise to a user.
+    previous = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(source.location, add_pooling_layer=False, **_hub_kwargs(source))
-    except TypeError:
-        # Encoders without a pooler do not take the argument.
-        return AutoModel.from_pretrained(source.location, **_hub_kwargs(source))
+        try:
+            return AutoModel.from_pretrained(source.location, add_pooling_layer=False, **_hub_kwargs(source))
+        except TypeError:
+            # Encoders without a pooler do not take the argument.
+            return AutoModel.from_pretrained(source.location, **_hub_kwargs(source))
     except Exception as err:
         raise ModelError(
             f"model '{source.name}': could not load it from {source.location} ({_short(err)})"
         ) from None
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _hub_kwargs(source: ModelSource) -> dict:

@@ -1,0 +1,116 @@
+"""``mtsearch report SWEEP --out report.html``: one self-contained HTML file to share.
+
+The leaderboard (with the best configuration's reproducing command), the ablation of every
+dimension, the parameter importances and the task trade-offs, as in the dashboard. plotly.js
+is inlined once (no CDN, no server): the file opens offline in any browser.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+from mtsearch.dashboard import data as D
+from mtsearch.dashboard import figures as F
+from mtsearch.records import atomic_write_text
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1400px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+.card { border: 1px solid #1a9850; border-radius: 8px; padding: 8px 16px; background: #f6fbf7; }
+pre { white-space: pre-wrap; word-break: break-all; background: #f4f4f4; padding: 8px; }
+.note { background: #fff7e0; border: 1px solid #e6c36a; padding: 8px 12px; border-radius: 6px; }
+"""
+
+
+class _Figures:
+    """Inline plotly.js with the first figure only."""
+
+    def __init__(self):
+        self.first = True
+
+    def __call__(self, fig) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=self.first, config={"displaylogo": False})
+        self.first = False
+        return out
+
+
+def _table(df, digits: int = 4) -> str:
+    return df.to_html(index=False, na_rep=D.NA, float_format=lambda x: f"{x:.{digits}f}", border=0)
+
+
+def build_report(sweep: str) -> tuple[str, D.SweepData]:
+    """The report's HTML for a sweep name (under runs/sweeps/) or folder."""
+    from mtsearch.sweep.results import find_sweep
+
+    d = D.load_sweep(find_sweep(sweep))
+    fig = _Figures()
+    esc = html.escape
+    sp = d.space
+    parts = [
+        f"<h1>Sweep {esc(d.name)}</h1>",
+        f"<p>space <b>{esc(str(sp.get('name', '?')))}</b> ({esc(str(sp.get('algorithm', '?')))}, "
+        f"{sp.get('seeds', '?')} seed(s)), backend <b>{esc(str(d.meta.get('backend', '?')))}</b>; "
+        f"written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
+        _table(D.sweeps_table([d]).drop(columns=["sweep", "status"])),
+    ]
+    parts += [f'<p class="note">{esc(n)}</p>' for n in d.notices]
+    if not d.has_results:
+        parts.append(f'<p class="note">{esc(d.status_message())}</p>')
+        return _page(d.name, parts), d
+
+    res = d.results
+    best = D.best_configuration(d)
+    scores = ", ".join(
+        f"{D.metric_label(m)} {mean:.4f} ± {sd:.4f}" for m, (mean, sd) in best["scores"].items()
+    )
+    params = ", ".join(f"{esc(k)} = <b>{esc(str(v))}</b>" for k, v in best["params"].items())
+    parts += [
+        "<h2>Leaderboard</h2>",
+        f'<div class="card"><h3>Best configuration</h3><p>{params}</p><p>{scores} (mean ± sd over '
+        f"{best['seeds']} seed(s))</p><p>Reproduce its best seed (run {esc(best['run'])}):</p>"
+        f"<pre>{esc(best['command'])}</pre></div>",
+    ]
+    board = D.leaderboard(d).drop(columns=["example_run", "params_key"])
+    parts.append(_table(board))
+
+    parts.append("<h2>Ablation</h2><p>Mean and 95% interval per level over every run with it; green = best, "
+                 "blue = not distinguishable from the best (Welch's t-test, p &ge; 0.05), grey = worse.</p>")  # fmt: skip
+    for dim in res.dims:
+        if D.ablation_for(d, dim).empty:
+            parts.append(f"<p>{esc(dim)}: no finished run where it applies.</p>")
+            continue
+        parts.append(fig(F.ablation_figure(d, dim)))
+
+    parts.append("<h2>Importance</h2>")
+    imp = D.importance(d)
+    if imp.values is None:
+        parts.append(f'<p class="note">{esc(imp.message or "")}</p>')
+    else:
+        parts.append(fig(F.importance_figure(D.importance_frame(imp), imp.evaluator)))
+
+    parts.append("<h2>Task trade-offs</h2>")
+    if len(d.tasks) < 2:
+        parts.append('<p class="note">A single task: no trade-off to show.</p>')
+    else:
+        parts.append(fig(F.tradeoff_figure(d)))
+        parts.append(f"<p>Pareto front: {len(res.pareto)} configuration(s).</p>")
+    parts.append("<h2>Parallel coordinates</h2>")
+    parts.append(fig(F.parallel_figure(D.parallel_frame(d), res.dims)))
+    return _page(d.name, parts), d
+
+
+def _page(name: str, parts: list[str]) -> str:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mtsearch sweep {html.escape(name)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+
+
+def write_report(sweep: str, out: Path | None = None) -> tuple[Path, D.SweepData]:
+    text, d = build_report(sweep)
+    target = Path(out) if out else d.sweep_dir / "report.html"
+    atomic_write_text(target, text)
+    return target, d
