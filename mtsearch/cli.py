@@ -7,7 +7,6 @@ traceback means a bug in mtsearch.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -62,7 +61,9 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
     dest = Path(args.dest) if args.dest else default_data_dir()
     rows = fetch_data(dest, args.source)
-    print(json.dumps(rows, indent=2, default=str))
+    for row in rows:
+        size = f"{row['bytes'] / 1e6:7.2f} MB" if row.get("bytes") else " " * 10
+        print(f"  {row['status']:10s} {size}  {row['file']}")
     print(f"data ready in {dest}")
     return 0
 

@@ -18,6 +18,7 @@ import os
 import shlex
 import sqlite3
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,15 +521,21 @@ def importance(data: SweepData, evaluator: str = "fanova", metrics: list[str] | 
     out: dict[str, dict[str, float]] = {}
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     for m in metrics:
+        target = _target(m)
+        if evaluator == "ped-anova":  # PED-ANOVA explains low target values; the scores are maximised
+            target = lambda t, _f=target: -_f(t)  # noqa: E731
         try:
-            vals = optuna.importance.get_param_importances(
-                study, evaluator=_evaluator(evaluator), target=_target(m), normalize=True
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vals = optuna.importance.get_param_importances(
+                    study, evaluator=_evaluator(evaluator), target=target, normalize=True
+                )
         except Exception as err:
             return Importance(None, f"The {evaluator} evaluator could not rank the dimensions ({type(err).__name__}: "
                               f"{err}).", evaluator, left_out, len(complete))  # fmt: skip
         out[m] = {k: float(v) for k, v in vals.items()}
-    return Importance(out, None, evaluator, left_out, len(complete))
+    ranked = {k for v in out.values() for k in v}
+    return Importance(out, None, evaluator, [d for d in dims if d not in ranked], len(complete))
 
 
 def importance_frame(imp: Importance):

@@ -40,7 +40,11 @@ class _Figures:
 
 
 def _table(df, digits: int = 4) -> str:
-    return df.to_html(index=False, na_rep=D.NA, float_format=lambda x: f"{x:.{digits}f}", border=0)
+    return (
+        '<div style="overflow-x:auto">'
+        + df.to_html(index=False, na_rep=D.NA, float_format=lambda x: f"{x:.{digits}f}", border=0)
+        + "</div>"
+    )
 
 
 def build_report(sweep: str) -> tuple[str, D.SweepData]:
@@ -75,8 +79,15 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
         f"{best['seeds']} seed(s))</p><p>Reproduce its best seed (run {esc(best['run'])}):</p>"
         f"<pre>{esc(best['command'])}</pre></div>",
     ]
-    board = D.leaderboard(d).drop(columns=["example_run", "params_key"])
-    parts.append(_table(board))
+    board = D.leaderboard(d)
+    shown = board[["rank", *res.dims, "seeds"]].copy()
+    for m in res.metrics:
+        shown[f"{D.metric_label(m)} mean ± sd"] = [
+            f"{mu:.4f} ± {sd:.4f}" if sd == sd else f"{mu:.4f}"
+            for mu, sd in zip(board[f"{m}_mean"], board[f"{m}_sd"], strict=True)
+        ]
+    shown["trials"] = board["trials"]
+    parts.append(_table(shown))
 
     parts.append("<h2>Ablation</h2><p>Mean and 95% interval per level over every run with it; green = best, "
                  "blue = not distinguishable from the best (Welch's t-test, p &ge; 0.05), grey = worse.</p>")  # fmt: skip
@@ -113,4 +124,5 @@ def write_report(sweep: str, out: Path | None = None) -> tuple[Path, D.SweepData
     text, d = build_report(sweep)
     target = Path(out) if out else d.sweep_dir / "report.html"
     atomic_write_text(target, text)
+    target.chmod(0o644)  # a file to share: readable like any other written file
     return target, d

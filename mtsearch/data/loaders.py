@@ -305,9 +305,18 @@ def parse_file(path: Path, task: str, split: str) -> tuple[list[Example], list[D
     return examples, defects, md5
 
 
+#: Files whose defects were already reported by this process: a sweep loads the same
+#: file for every run, and one warning per file is what a reader needs.
+_WARNED: set[tuple[str, int]] = set()
+
+
 def _warn_defects(path: Path, defects: list[Defect]) -> None:
     if not defects:
         return
+    key = (str(Path(path).resolve()), len(defects))
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
     shown = " | ".join(str(d) for d in defects[:WARN_EXAMPLES])
     more = f" | and {len(defects) - WARN_EXAMPLES} more" if len(defects) > WARN_EXAMPLES else ""
     log.warning("skipped %d malformed row(s) in %s: %s%s", len(defects), path, shown, more)

@@ -311,6 +311,11 @@ def attach(
                     if loaded is None:
                         if full is None:
                             full = enc if split.usable == len(enc) else full_encoding(split)
+                        # Minutes on a CPU for the large files, once per model and file: say so.
+                        log.info(
+                            "building the activation cache for %s %s (%s, %d examples, k=%d); later runs reuse it",
+                            split.task, split.split, name, len(full), layers,
+                        )  # fmt: skip
                         t0 = time.perf_counter()
                         _build(encoder, layers, full.segments[name], full.lines, path, meta, device, progress)
                         report.build_seconds += time.perf_counter() - t0

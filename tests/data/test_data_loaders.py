@@ -120,9 +120,13 @@ def test_strict_raises_naming_file_line_and_reason():
     load_split("sst", "dev", FIXTURES, strict=True)  # a clean file passes
 
 
-def test_one_warning_per_file(caplog):
+def test_one_warning_per_file(caplog, monkeypatch):
+    import mtsearch.data.loaders as loaders
+
+    monkeypatch.setattr(loaders, "_WARNED", set())
     with caplog.at_level(logging.WARNING, logger="mtsearch.data"):
         load_split("sst", "train", FIXTURES)
+        load_split("sst", "train", FIXTURES)  # a sweep loads it for every run: warned once
     recs = [r for r in caplog.records if r.name == "mtsearch.data"]
     assert len(recs) == 1
     msg = recs[0].getMessage()
