@@ -20,7 +20,7 @@ help:
 	@echo "make sweep SPACE=sampling [PROFILE=gpu] [BACKEND=ray]   run or resume a sweep, print its ablation"
 	@echo "make train        fine-tune MiniLM on SST+QQP+STS with $(CONFIG) (about ten minutes on 2 CPU cores)"
 	@echo "make test         run the test suite"
-	@echo "make bench        trainer benchmark -> runs/bench/"
+	@echo "make bench        benchmarks (trainer, updates, freeze, sweep overhead) -> runs/bench/*.json; BENCH=trainer for one"
 	@echo "make mlflow       MLflow UI on http://127.0.0.1:$(PORT)"
 	@echo "make setup|data|lint|clean-cache"
 
@@ -55,7 +55,7 @@ test: setup data
 	$(BIN)/python -m pytest -q
 
 bench: setup data
-	$(BIN)/python benchmarks/bench_trainer.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH)
 
 lint: setup
 	$(BIN)/ruff check mtsearch tests benchmarks dashboards

@@ -431,7 +431,15 @@ class _Loop:
                     self.freezer.enter_step(self.step, total_steps, self.model.training)
                 drawn = feed.next()  # {task: example indices} in the sampler's order
                 if drawn is None:
-                    break  # a finite schedule (e.g. one pass) has run out
+                    # A finite schedule (e.g. one pass) ran out before the budget: the steps
+                    # since the last evaluation still count and are evaluated.
+                    optim.flush()
+                    if self.step and (not self.history or self.history[-1]["step"] != self.step):
+                        self.train_seconds += time.perf_counter() - t_mark
+                        self.evaluate(
+                            {t: loss_sums[t] / loss_counts[t] for t in cfg.tasks if loss_counts[t]}, optimizer
+                        )
+                    break
                 tasks = list(drawn)
                 batches.clear()
                 for t, indices in drawn.items():

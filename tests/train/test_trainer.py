@@ -109,3 +109,20 @@ def test_budget_in_examples(data_dir, runs):
     # 3 tasks x 16 per step: 100 examples take 3 steps.
     assert result.steps == 3 and result.examples == 144
     assert np.isfinite(result.overall)
+
+
+def test_a_finite_schedule_that_runs_out_is_still_evaluated(data_dir, runs, monkeypatch):
+    from mtsearch.samplers import SAMPLERS, Sampler
+
+    class ThreeSteps(Sampler):
+        """Three round-robin steps, then the schedule ends."""
+
+        def schedule(self):
+            for _ in range(3):
+                yield list(self.tasks)
+
+    ThreeSteps.name = "three_steps"
+    monkeypatch.setitem(SAMPLERS._items, "three_steps", ThreeSteps)
+    result = train(tiny_config(data_dir, name="finite", sampler="three_steps", max_steps=10, eval_every=5))
+    assert result.steps == 3
+    assert [r["step"] for r in _evals(result)] == [3]

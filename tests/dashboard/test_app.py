@@ -1,0 +1,234 @@
+"""Every view of the Streamlit app, driven by AppTest on a real smoke sweep (and a synthetic one).
+
+Assertions are on what each view shows: the plotted data (the plotly spec sent to the
+browser) and the rows of its tables, checked against the sweep's own files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mtsearch.dashboard.predictions import detailed_path
+from mtsearch.records import read_metrics
+from mtsearch.sweep.results import compute
+from tests.dashboard.conftest import APP
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def run_app(**query) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def title(spec: dict) -> str:
+    return spec["layout"]["title"]["text"]
+
+
+def points(spec: dict, axis: str = "x") -> dict[str, float]:
+    """x -> y of every trace drawn on one subplot (axis 'x', 'x2', ...)."""
+    out = {}
+    for tr in spec["data"]:
+        if tr.get("xaxis", "x") == axis:
+            out.update(dict(zip(map(str, tr["x"]), tr["y"], strict=True)))
+    return out
+
+
+@pytest.fixture
+def results(smoke):
+    return compute(str(smoke / "sweeps" / "smoke"))
+
+
+def test_sweeps_view_lists_the_sweep_with_counts_best_and_wall_time(smoke, results):
+    at = run_app()
+    assert at.sidebar.radio(key="view").value == "Sweeps"
+    table = at.dataframe[0].value
+    row = table[table["sweep"] == "smoke"].iloc[0]
+    assert (row["space"], row["backend"], row["algorithm"]) == ("smoke", "optuna", "grid")
+    assert (row["done"], row["pruned"], row["failed"], row["running"], row["runs read"]) == (2, 0, 0, 0, 4)
+    assert row["best overall"] == pytest.approx(results.configurations["overall_mean"].max())
+    assert row["wall time (min)"] > 0
+    dims = at.dataframe[1].value
+    assert list(dims["dimension"]) == ["sampler", "sampler_args.temperature"]
+    assert list(dims["applies when"]) == ["always", "sampler = temperature"]
+    (history,) = charts(at)
+    assert sorted(history["data"][0]["y"]) == pytest.approx(sorted(results.runs["overall"]))
+
+
+def test_leaderboard_ranks_configurations_and_the_card_gives_the_command(smoke, results, monkeypatch):
+    monkeypatch.setenv("MTSEARCH_MLFLOW_PORT", "5123")
+    at = run_app(view="Leaderboard")
+    board = at.dataframe[0].value
+    assert len(board) == 2 and list(board["seeds"]) == [2, 2]
+    assert list(board["overall_mean"]) == pytest.approx(sorted(results.configurations["overall_mean"], reverse=True))
+    assert set(board["sampler_args.temperature"]) == {"2.0", "n/a"}  # conditional: n/a where it does not apply
+    best = results.configurations.iloc[0]
+    assert board.iloc[0]["sampler"] == best["sampler"]
+    # The card: the best configuration's scores and the command of its best seed.
+    labels = {m.proto.label: m.value for m in at.metric}
+    assert labels["overall"] == f"{best['overall_mean']:.4f}"
+    (code,) = at.code
+    assert code.value.startswith("mtsearch train --set ") and f"--set sampler={best['sampler']}" in code.value
+    assert re.search(r"--set seed=\d$", code.value)
+    # Runs with their MLflow links (port from MTSEARCH_MLFLOW_PORT).
+    runs = at.dataframe[1].value
+    assert len(runs) == 4 and set(runs["status"]) == {"finished"}
+    for _, r in runs.iterrows():
+        rid = json.loads((smoke / "sweeps" / "smoke" / "trials" / r["run"] / "result.json").read_text())["mlflow_run_id"]
+        assert re.fullmatch(rf"http://127\.0\.0\.1:5123/#/experiments/\d+/runs/{rid}", r["mlflow"])
+    # Sorting by another metric reorders the table.
+    at.selectbox(key="lb-sort").set_value("sts").run()
+    board = at.dataframe[0].value
+    assert list(board["sts_mean"]) == sorted(board["sts_mean"], reverse=True)
+
+
+def test_ablation_view_plots_mean_and_interval_per_level(smoke, results):
+    at = run_app(view="Ablation")
+    specs = charts(at)
+    assert [title(s).split(":")[0] for s in specs] == ["sampler", "sampler_args.temperature"]
+    ab = results.ablation
+    sampler = ab[(ab.dimension == "sampler") & (ab.metric == "overall")].set_index("level")
+    shown = points(specs[0], "x")  # the 'overall' panel
+    assert shown == pytest.approx(sampler["mean"].to_dict())
+    # the best level is green, the others are marked as (not) distinguishable from it
+    names = {tr["name"]: tr["marker"]["color"] for tr in specs[0]["data"]}
+    assert names["best"] == "#1a9850"
+    assert set(names) <= {"best", "not distinguishable from best", "worse (p < 0.05)"}
+    assert any(tr.get("error_y", {}).get("visible") for tr in specs[0]["data"])
+    # the conditional dimension: only its one level, and says where it applies
+    assert "only where sampler = temperature" in title(specs[1])
+    assert list(points(specs[1], "x")) == ["2.0"]
+    table = at.dataframe[0].value
+    assert list(dict.fromkeys(table["metric"])) == ["overall", "sst", "para", "sts"]
+    assert set(table["verdict"]) <= {"best", "not distinguishable from best", "worse (p < 0.05)"}
+
+
+def test_importance_view_says_why_with_a_single_common_dimension(smoke):
+    at = run_app(view="Importance")
+    assert not charts(at)
+    assert "Only one dimension applies to every completed trial ('sampler')" in at.info[0].value
+
+
+def test_importance_view_ranks_the_dimension_that_drives_the_score(synthetic_root, dash_env):
+    dash_env(synthetic_root)
+    at = run_app(view="Importance")
+    (spec,) = charts(at)
+    bars = {tr["name"]: dict(zip(tr["y"], tr["x"], strict=True)) for tr in spec["data"]}
+    assert max(bars["overall"], key=bars["overall"].get) == "lr"  # lr drives SST, STS and overall
+    assert max(bars["para"], key=bars["para"].get) == "pooling"  # pooling alone moves QQP
+    assert "sampler_args.temperature" in at.caption[-1].value  # left out: conditional
+    at.selectbox(key="imp-evaluator").set_value("ped-anova").run()
+    (spec,) = charts(at)
+    overall = next(dict(zip(tr["y"], tr["x"], strict=True)) for tr in spec["data"] if tr["name"] == "overall")
+    assert max(overall, key=overall.get) == "lr"
+
+
+def test_parallel_coordinates_cover_the_dimensions_coloured_by_the_objective(smoke, results):
+    at = run_app(view="Parallel coordinates")
+    (spec,) = charts(at)
+    pc = spec["data"][0]
+    assert pc["type"] == "parcoords"
+    labels = [d["label"] for d in pc["dimensions"]]
+    assert labels[:2] == ["sampler", "sampler_args.temperature"] and "overall" in labels
+    assert sorted(pc["line"]["color"]) == pytest.approx(sorted(results.configurations["overall_mean"]))
+    assert set(pc["dimensions"][1]["ticktext"]) == {"2.0", "n/a"}
+
+
+def test_tradeoff_view_plots_each_task_pair_with_the_pareto_front(smoke, results):
+    at = run_app(view="Task trade-offs")
+    (spec,) = charts(at)
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles == ["sst (accuracy) vs para (accuracy)", "sst (accuracy) vs sts (pearson)",
+                      "para (accuracy) vs sts (pearson)"]  # fmt: skip
+    front = [tr for tr in spec["data"] if tr["name"] == "Pareto front"]
+    assert sum(len(tr["x"]) for tr in front) == 3 * len(results.pareto)
+    xs = sorted(x for tr in spec["data"] if tr.get("xaxis", "x") == "x" for x in tr["x"])
+    assert xs == pytest.approx(sorted(results.configurations["sst_mean"]))
+    assert len(at.dataframe[0].value) == len(results.pareto)
+
+
+def test_curves_view_overlays_learning_curves_and_gradient_cosines(smoke):
+    at = run_app(view="Curves")
+    curves, cosines = charts(at)
+    trials = smoke / "sweeps" / "smoke" / "trials"
+    evals = {rd.name: read_metrics(rd / "metrics.jsonl") for rd in trials.iterdir()}
+    # one line per run, coloured by the first dimension (sampler)
+    assert {tr["name"] for tr in curves["data"]} == {"round_robin", "temperature"}
+    plotted = sorted(y for tr in curves["data"] for y in tr["y"])
+    assert plotted == pytest.approx(sorted(r["overall"] for rows in evals.values() for r in rows))
+    assert sorted({x for tr in curves["data"] for x in tr["x"]}) == sorted(
+        {r["examples"] for rows in evals.values() for r in rows}
+    )
+    # the cosines: one panel per task pair
+    facets = {a["text"] for a in cosines["layout"]["annotations"]}
+    assert facets == {"pair=sst|para", "pair=sst|sts", "pair=para|sts"}
+    n = sum(len(r["grad_cosine"]) for rows in evals.values() for r in rows)
+    assert sum(len(tr["y"]) for tr in cosines["data"]) == n
+    # per-task curves, coloured by seed
+    at.selectbox(key="curves-metric-smoke").set_value("sst").run()
+    at.selectbox(key="curves-colour-smoke").set_value("seed").run()
+    curves = charts(at)[0]
+    assert {tr["name"] for tr in curves["data"]} == {"0", "1"}
+    assert sorted(y for tr in curves["data"] for y in tr["y"]) == pytest.approx(
+        sorted(r["scores"]["sst"] for rows in evals.values() for r in rows)
+    )
+
+
+def test_errors_view_computes_caches_and_shows_the_errors_of_a_run(smoke):
+    at = run_app(view="Errors")
+    run = at.selectbox(key="errors-run-smoke").value
+    run_dir = smoke / "sweeps" / "smoke" / "trials" / run
+    assert not detailed_path(run_dir).exists()
+    assert "not computed yet" in at.info[0].value and not charts(at)
+    at.number_input(key="errors-limit-smoke").set_value(60).run()
+    at.button(key="errors-compute-smoke").click().run()
+    assert not at.exception and not at.error
+    cache = detailed_path(run_dir)
+    assert cache.exists()
+    rows = [json.loads(line) for line in cache.read_text().splitlines()[1:]]
+    confusion, sts = charts(at)
+    z = confusion["data"][0]["z"]
+    assert len(z) == 5 and sum(map(sum, z)) == 60  # every SST example counted once
+    sst = [r for r in rows if r["task"] == "sst"]
+    for g in range(5):
+        for p in range(5):
+            assert z[g][p] == sum(1 for r in sst if r["gold"] == g and r["pred"] == p)
+    assert sorted(sts["data"][0]["x"]) == sorted(r["gold"] for r in rows if r["task"] == "sts")
+    fp, fn = at.dataframe[0].value, at.dataframe[1].value
+    assert {"sentence1", "sentence2", "gold", "pred"} <= set(fp.columns)
+    assert (fp["pred"] == 1).all() and (fp["gold"] == 0).all()
+    assert (fn["pred"] == 0).all() and (fn["gold"] == 1).all()
+    para = [r for r in rows if r["task"] == "para"]
+    assert len(fp) == min(10, sum(1 for r in para if r["pred"] == 1 and r["gold"] == 0))
+    # A new session reads the cache instead of recomputing.
+    mtime = cache.stat().st_mtime
+    again = run_app(view="Errors")
+    assert len(charts(again)) == 2 and cache.stat().st_mtime == mtime
+    assert not again.button
+
+
+def test_two_sweeps_side_by_side(both_root, dash_env):
+    dash_env(both_root)
+    at = run_app(view="Leaderboard")
+    at.multiselect(key="sweeps").set_value(["smoke", "synthetic"]).run()
+    assert not at.exception
+    assert [h.value for h in at.subheader] == ["smoke", "synthetic"]
+    boards = [d.value for d in at.dataframe if "overall_mean" in d.value.columns]
+    assert [len(b) for b in boards] == [2, 15]
+    assert len(at.code) == 2
+    at.sidebar.radio(key="view").set_value("Ablation").run()
+    titles = [title(s).split(":")[0] for s in charts(at)]
+    assert titles == ["sampler", "sampler_args.temperature", "lr", "pooling", "sampler", "sampler_args.temperature"]
