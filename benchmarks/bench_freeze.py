@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -38,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import data_dir, peak_mb  # noqa: E402
 
 BATCH = 32
 MAX_LENGTH = 128
@@ -46,21 +48,6 @@ EVAL_BATCH = 128
 TARGET = 3.0
 #: the benchmark's own cache (token ids and activations), so emptying it touches nothing else
 CACHE = ROOT / "runs" / "bench" / "freeze-cache"
-
-
-def data_dir() -> Path:
-    from mtsearch.data import resolve_data_dir
-
-    for cand in (None, ROOT / "data" / "cs224n", ROOT.parent / "shared" / "data" / "cs224n"):
-        try:
-            return resolve_data_dir(cand)
-        except Exception:
-            continue
-    raise SystemExit("no CS224N data: run `make data`")
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(kind: str, steps: int, freeze_layers: int, model: str, threads: int | None) -> dict:

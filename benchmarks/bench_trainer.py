@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,27 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import data_dir, peak_mb  # noqa: E402
 
 BATCH = 32
 MAX_LENGTH = 128
 EVAL_LIMIT = 300
 EVAL_BATCH = 128
 TASKS = ("sst", "para", "sts")
-
-
-def data_dir() -> Path:
-    from mtsearch.data import resolve_data_dir
-
-    for cand in (None, ROOT / "data" / "cs224n", ROOT.parent / "shared" / "data" / "cs224n"):
-        try:
-            return resolve_data_dir(cand)
-        except Exception:
-            continue
-    raise SystemExit("no CS224N data: run `make data`")
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_ours(steps: int) -> dict:

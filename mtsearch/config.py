@@ -42,6 +42,17 @@ NON_SEMANTIC_FIELDS = frozenset(
 )
 
 
+def check_task_names(field: str, names, tasks: tuple[str, ...]) -> None:
+    """A per-task setting may only name known tasks that this run trains."""
+    for task in names:
+        if task not in TASKS:
+            raise ValueError(
+                f"{field}: unknown task '{task}'{suggest(task, list(TASKS))}; choose from {', '.join(TASKS)}"
+            )
+        if task not in tasks:
+            raise ValueError(f"{field} names '{task}', which is not in tasks ({', '.join(tasks)})")
+
+
 class RunConfig(BaseModel):
     """One multitask fine-tuning run."""
 
@@ -234,16 +245,8 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _task_batch_size(self) -> RunConfig:
+        check_task_names("task_batch_size", self.task_batch_size, self.tasks)
         for task in self.task_batch_size:
-            if task not in TASKS:
-                raise ValueError(
-                    f"task_batch_size: unknown task '{task}'{suggest(task, list(TASKS))}; "
-                    f"choose from {', '.join(TASKS)}"
-                )
-            if task not in self.tasks:
-                raise ValueError(
-                    f"task_batch_size names '{task}', which is not in tasks ({', '.join(self.tasks)})"
-                )
             size = self.task_batch_size[task]
             if not 1 <= size <= 4096:  # the range of batch_size
                 raise ValueError(f"task_batch_size.{task}: a batch size is in [1, 4096] (got {size!r})")
@@ -251,16 +254,8 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pair_inputs(self) -> RunConfig:
+        check_task_names("task_dropout", self.task_dropout, self.tasks)
         for task, rate in self.task_dropout.items():
-            if task not in TASKS:
-                raise ValueError(
-                    f"task_dropout: unknown task '{task}'{suggest(task, list(TASKS))}; "
-                    f"choose from {', '.join(TASKS)}"
-                )
-            if task not in self.tasks:
-                raise ValueError(
-                    f"task_dropout names '{task}', which is not in tasks ({', '.join(self.tasks)})"
-                )
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"task_dropout.{task}: a dropout rate is in [0, 1) (got {rate!r})")
         if self.sts_head == "cosine" and self.pair_mode == "concat":
@@ -283,16 +278,8 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _optimisation(self) -> RunConfig:
         # schedules, per-task head lr, accumulation and freezing (mtsearch/train/optim.py)
+        check_task_names("task_head_lr", self.task_head_lr, self.tasks)
         for task, rate in self.task_head_lr.items():
-            if task not in TASKS:
-                raise ValueError(
-                    f"task_head_lr: unknown task '{task}'{suggest(task, list(TASKS))}; "
-                    f"choose from {', '.join(TASKS)}"
-                )
-            if task not in self.tasks:
-                raise ValueError(
-                    f"task_head_lr names '{task}', which is not in tasks ({', '.join(self.tasks)})"
-                )
             if not 0.0 < rate <= 1.0:  # the range of head_lr
                 raise ValueError(f"task_head_lr.{task}: a learning rate is in (0, 1] (got {rate!r})")
         if self.schedule != "multistep":
@@ -362,16 +349,8 @@ class RunConfig(BaseModel):
             )
         # extra_data (mtsearch/data/loaders.py): files are checked when the run starts, so a
         # stored run config still loads after its extra file moved.
+        check_task_names("extra_data", self.extra_data, self.tasks)
         for task, path in self.extra_data.items():
-            if task not in TASKS:
-                raise ValueError(
-                    f"extra_data: unknown task '{task}'{suggest(task, list(TASKS))}; "
-                    f"choose from {', '.join(TASKS)}"
-                )
-            if task not in self.tasks:
-                raise ValueError(
-                    f"extra_data names '{task}' ({path}), which is not in tasks ({', '.join(self.tasks)})"
-                )
             if not str(path).strip():
                 raise ValueError(f"extra_data.{task}: give the path of a file in the {task} train format")
         return self

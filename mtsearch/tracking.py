@@ -152,8 +152,12 @@ def finish_parent(run_id: str, metrics: dict[str, float], status: str = "FINISHE
     client.set_terminated(run_id, status=status)
 
 
-def fail_running_children(sweep: str, trial: int) -> list[str]:
-    """Mark MLflow runs of an interrupted trial FAILED (their process died mid-run)."""
+def close_running_children(sweep: str, status: str = "KILLED", trial: int | None = None) -> list[str]:
+    """Close a sweep's still-RUNNING child runs (of one trial, or all): their worker is gone.
+
+    A killed process never tells MLflow; ``FAILED`` for a crash, ``KILLED`` for a run a
+    scheduler stopped on purpose.
+    """
     _mlflow()
     from mlflow.tracking import MlflowClient
 
@@ -161,27 +165,10 @@ def fail_running_children(sweep: str, trial: int) -> list[str]:
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return []
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.sweep = '{sweep}' and tags.trial = '{trial}' and attributes.status = 'RUNNING'",
-    )
-    for r in runs:
-        client.set_terminated(r.info.run_id, status="FAILED")
-    return [r.info.run_id for r in runs]
-
-
-def close_running_children(sweep: str, status: str = "KILLED") -> list[str]:
-    """Close every still-RUNNING MLflow run of a sweep (its worker was stopped)."""
-    _mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        return []
-    runs = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.sweep = '{sweep}' and attributes.status = 'RUNNING'"
-    )
+    where = f"tags.sweep = '{sweep}' and attributes.status = 'RUNNING'"
+    if trial is not None:
+        where += f" and tags.trial = '{trial}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=where)
     ids = [r.info.run_id for r in runs if r.data.tags.get("mtsearch.kind") != "sweep"]
     for rid in ids:
         client.set_terminated(rid, status=status)

@@ -139,9 +139,9 @@ def recover_stale(study, ctx: SweepContext) -> list[int]:
         )
         if ctx.mlflow:
             with contextlib.suppress(Exception):
-                from mtsearch.tracking import fail_running_children
+                from mtsearch.tracking import close_running_children
 
-                fail_running_children(ctx.name, t.number)
+                close_running_children(ctx.name, "FAILED", trial=t.number)
         for seed in ctx.space.seed_list:
             rd = run_dir_for(ctx, t.number, seed)
             if rd.exists() and not (rd / "result.json").exists():
