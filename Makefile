@@ -9,12 +9,13 @@ DATA := data/cs224n
 CONFIG ?= search_spaces/presets/baseline.yaml
 SET ?=
 PORT ?= 5000
+DASH_PORT ?= 8501
 SPACE ?= sampling
 PROFILE ?= cpu
 BACKEND ?= optuna
 SWEEP_ARGS ?=
 
-.PHONY: setup data train sweep results test bench lint mlflow clean-cache help
+.PHONY: setup data train sweep results report test bench lint mlflow dashboard clean-cache help
 
 help:
 	@echo "make sweep SPACE=sampling [PROFILE=gpu] [BACKEND=ray]   run or resume a sweep, print its ablation"
@@ -22,6 +23,8 @@ help:
 	@echo "make test         run the test suite"
 	@echo "make bench        benchmarks (trainer, updates, freeze, sweep overhead) -> runs/bench/*.json; BENCH=trainer for one"
 	@echo "make mlflow       MLflow UI on http://127.0.0.1:$(PORT)"
+	@echo "make dashboard    sweep dashboard (Streamlit) on http://127.0.0.1:$(DASH_PORT), links trials to MLflow on $(PORT)"
+	@echo "make report SPACE=sampling   one self-contained HTML report of a sweep -> runs/sweeps/<name>/report.html"
 	@echo "make setup|data|lint|clean-cache"
 
 setup: $(STAMP)
@@ -60,6 +63,13 @@ bench: setup data
 lint: setup
 	$(BIN)/ruff check mtsearch tests benchmarks dashboards
 	$(BIN)/ruff format --check mtsearch tests benchmarks dashboards
+
+# Loopback only; MTSEARCH_MLFLOW_PORT makes the trial links point at `make mlflow PORT=...`.
+dashboard: setup
+	MTSEARCH_MLFLOW_PORT=$(PORT) $(BIN)/streamlit run dashboards/app.py --server.address 127.0.0.1 --server.port $(DASH_PORT) --server.headless true --browser.gatherUsageStats false
+
+report: setup
+	$(BIN)/mtsearch report $(SPACE)
 
 mlflow: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db

@@ -126,7 +126,9 @@ def view_sweeps(all_sweeps: list[D.SweepData], chosen: list[D.SweepData]) -> Non
 
 def view_leaderboard(chosen: list[D.SweepData], mlflow_url: str) -> None:
     st.header("Leaderboard")
-    metrics = list(dict.fromkeys(m for d in chosen if d.has_results for m in d.results.metrics)) or ["overall"]
+    metrics = list(dict.fromkeys(m for d in chosen if d.has_results for m in d.results.metrics)) or [
+        "overall"
+    ]
     sort_by = st.selectbox("rank by the mean over seeds of", metrics, key="lb-sort")
 
     def one(d: D.SweepData) -> None:
@@ -140,10 +142,12 @@ def view_leaderboard(chosen: list[D.SweepData], mlflow_url: str) -> None:
             st.markdown(", ".join(f"`{k}` = **{v}**" for k, v in best["params"].items()))
             cols = st.columns(len(best["scores"]))
             for c, (m, (mean, sd)) in zip(cols, best["scores"].items(), strict=True):
-                c.metric(D.metric_label(m), f"{mean:.4f}", help=f"mean over {best['seeds']} seed(s), sd {sd:.4f}")
+                c.metric(
+                    D.metric_label(m), f"{mean:.4f}", help=f"mean over {best['seeds']} seed(s), sd {sd:.4f}"
+                )
             st.caption(f"Reproduce its best seed (run {best['run']}, seed {best['seed']}, overall "
                        f"{best['run_scores']['overall']:.4f}); data from --data-dir / MTSEARCH_DATA as in the sweep:")  # fmt: skip
-            st.code(best["command"], language="bash")
+            st.code(best["command"], language="bash", wrap_lines=True)
         board = D.leaderboard(d, sort_by if sort_by in d.results.metrics else "overall")
         for dim in d.results.dims:
             board[dim] = board[dim].map(fmt_level)
@@ -201,8 +205,9 @@ def view_importance(chosen: list[D.SweepData]) -> None:
             return
         frame = D.importance_frame(imp)
         plot(F.importance_figure(frame, evaluator), key=f"importance-{d.name}")
-        st.dataframe(frame.pivot(index="dimension", columns="metric", values="importance").reset_index(),
-                     key=f"importance-table-{d.name}", hide_index=True)  # fmt: skip
+        table = frame.pivot(index="dimension", columns="metric", values="importance")
+        table = table[list(dict.fromkeys(frame["metric"]))].sort_values(table.columns[0], ascending=False)
+        st.dataframe(table.reset_index(), key=f"importance-table-{d.name}", hide_index=True)
         note = f"{imp.trials} completed trials."
         if imp.left_out:
             note += f" Left out (apply to only some trials): {', '.join(imp.left_out)}."
@@ -213,14 +218,18 @@ def view_importance(chosen: list[D.SweepData]) -> None:
 
 def view_parallel(chosen: list[D.SweepData]) -> None:
     st.header("Parallel coordinates")
-    metrics = list(dict.fromkeys(m for d in chosen if d.has_results for m in d.results.metrics)) or ["overall"]
+    metrics = list(dict.fromkeys(m for d in chosen if d.has_results for m in d.results.metrics)) or [
+        "overall"
+    ]
     metric = st.selectbox("colour by the mean of", metrics, key="pc-metric")
 
     def one(d: D.SweepData) -> None:
         if not need_results(d):
             return
         m = metric if metric in d.results.metrics else "overall"
-        plot(F.parallel_figure(D.parallel_frame(d), d.results.dims, m), key=f"parallel-{d.name}")
+        plot(
+            F.parallel_figure(D.parallel_frame(d), d.results.dims, m, D.log_dims(d)), key=f"parallel-{d.name}"
+        )
 
     side_by_side(chosen, one)
 
@@ -236,7 +245,9 @@ def view_tradeoffs(chosen: list[D.SweepData]) -> None:
             return
         plot(F.tradeoff_figure(d), key=f"tradeoff-{d.name}")
         front = d.results.pareto
-        st.markdown(f"**Pareto front**: {len(front)} configuration(s) that no other beats on every task at once")
+        st.markdown(
+            f"**Pareto front**: {len(front)} configuration(s) that no other beats on every task at once"
+        )
         cols = ["rank", *d.results.dims, *[f"{t}_mean" for t in d.tasks], "overall_mean"]
         table = front[cols].copy()
         for dim in d.results.dims:
@@ -315,7 +326,9 @@ def view_errors(chosen: list[D.SweepData]) -> None:
             fp, fn = P.qqp_errors(df, n=10)
             st.markdown(f"**QQP false positives** (predicted duplicate, gold not): sample of {len(fp)}")
             st.dataframe(fp, key=f"qqp-fp-{d.name}", hide_index=True, width="stretch")
-            st.markdown(f"**QQP false negatives** (predicted not duplicate, gold duplicate): sample of {len(fn)}")
+            st.markdown(
+                f"**QQP false negatives** (predicted not duplicate, gold duplicate): sample of {len(fn)}"
+            )
             st.dataframe(fn, key=f"qqp-fn-{d.name}", hide_index=True, width="stretch")
 
     side_by_side(chosen, one)

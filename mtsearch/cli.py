@@ -48,6 +48,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.detailed:
+        from mtsearch.dashboard.predictions import compute_detailed
+
+        print(compute_detailed(args.run, data_dir=args.data_dir, limit=args.limit))
+        return 0
     from mtsearch.predict import predict_run
 
     for path in predict_run(args.run, data_dir=args.data_dir, splits=tuple(args.splits)):
@@ -178,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", help="run directory or its name under runs/")
     pr.add_argument("--data-dir")
     pr.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["train", "dev", "test"])
+    pr.add_argument("--detailed", action="store_true",
+                    help="instead: dev predictions with sentences and gold labels for the dashboard's error "
+                    "views -> RUN/predictions/dev-detailed.jsonl")  # fmt: skip
+    pr.add_argument(
+        "--limit", type=int, help="with --detailed: a seeded subset of this many dev examples per task"
+    )
     pr.set_defaults(func=_predict)
 
     d = sub.add_parser("data", help="fetch or check the CS224N data")

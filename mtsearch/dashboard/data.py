@@ -146,14 +146,20 @@ def load_sweep(sweep_dir: Path | str) -> SweepData:
     counts, source, note = trial_counts(sweep_dir, meta, res)
     if note:
         notices.append(note)
-    return SweepData(name, sweep_dir, meta, res, counts, source, _wall(meta), notices)
+    return SweepData(
+        name, sweep_dir, meta, res, counts, source, _wall(meta, bool(counts.get("running"))), notices
+    )
 
 
-def _wall(meta: dict[str, Any]) -> float | None:
+def _wall(meta: dict[str, Any], running: bool = False) -> float | None:
+    """Wall time of the recorded sweep sessions, plus the session still running (since the last ended)."""
     sessions = meta.get("sessions") or []
-    if not sessions:
-        return None
-    return float(sum(s.get("wall_seconds") or 0.0 for s in sessions))
+    total = float(sum(s.get("wall_seconds") or 0.0 for s in sessions))
+    if running:
+        since = max([s.get("ended") or 0.0 for s in sessions] + [meta.get("created") or 0.0])
+        if since:
+            total += max(0.0, time.time() - since)
+    return total if sessions or running else None
 
 
 def _check_trials_csv(sweep_dir: Path) -> list[str]:
@@ -546,6 +552,10 @@ def importance_frame(imp: Importance):
 
 
 # --------------------------------------------------------------------------- parallel coordinates
+
+
+def log_dims(data: SweepData) -> set[str]:
+    return {d.get("name") for d in data.space.get("dimensions", []) if d.get("log")}
 
 
 def parallel_frame(data: SweepData):

@@ -76,13 +76,23 @@ def importance_figure(frame, evaluator: str):
     return fig
 
 
-def parallel_figure(frame, dims: list[str], metric: str = "overall"):
-    """Parallel coordinates over the dimensions (categories as ticks), coloured by ``metric``'s mean."""
+def parallel_figure(frame, dims: list[str], metric: str = "overall", log_dims: set[str] | None = None):
+    """Parallel coordinates over the dimensions, coloured by ``metric``'s mean.
+
+    A dimension with more than 6 numeric levels (a sampled range) gets a numeric axis (log10
+    for ``log_dims``); the others show their levels as ticks (n/a where they do not apply).
+    """
     import plotly.graph_objects as go
 
     axes = []
     for d in dims:
         col = frame[d].astype(str)
+        nums = [_finite(v) for v in col]
+        if col.nunique() > 6 and all(v is not None for v in nums):
+            log = d in (log_dims or set()) and min(nums) > 0
+            vals = [math.log10(v) for v in nums] if log else nums
+            axes.append({"label": f"{d} (log10)" if log else d, "values": vals})
+            continue
         levels = sorted(set(col), key=lambda v: (v == NA, _finite(v) is None, _finite(v) or 0.0, v))
         codes = {lvl: i for i, lvl in enumerate(levels)}
         axes.append({"label": d, "values": col.map(codes).tolist(), "tickvals": list(range(len(levels))),

@@ -111,7 +111,7 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
         parts.append(fig(F.tradeoff_figure(d)))
         parts.append(f"<p>Pareto front: {len(res.pareto)} configuration(s).</p>")
     parts.append("<h2>Parallel coordinates</h2>")
-    parts.append(fig(F.parallel_figure(D.parallel_frame(d), res.dims)))
+    parts.append(fig(F.parallel_figure(D.parallel_frame(d), res.dims, "overall", D.log_dims(d))))
     return _page(d.name, parts), d
 
 

@@ -26,7 +26,9 @@ def smoke_root(tmp_path_factory, data_dir, token_cache) -> Path:
         mp.setenv("MTSEARCH_CACHE", str(token_cache))
         mp.setenv("MTSEARCH_DATA", str(data_dir))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        out = BACKENDS.get("optuna")().run(load_space("smoke", extra_set={"save_checkpoint": True}), progress=False)
+        out = BACKENDS.get("optuna")().run(
+            load_space("smoke", extra_set={"save_checkpoint": True}), progress=False
+        )
         assert out.counts["complete"] == 2 and out.runs == 4
         write_tables(compute("smoke"))  # trials.csv, as `mtsearch sweep` leaves it
     return root
@@ -64,7 +66,10 @@ def synthetic_root(tmp_path) -> Path:
 def both_root(smoke_root, tmp_path) -> Path:
     """The smoke sweep and a synthetic one side by side (copies: tests may write into them)."""
     root = tmp_path / "both"
-    shutil.copytree(smoke_root / "sweeps" / "smoke", root / "sweeps" / "smoke",
-                    ignore=shutil.ignore_patterns("*.safetensors"))
+    shutil.copytree(
+        smoke_root / "sweeps" / "smoke",
+        root / "sweeps" / "smoke",
+        ignore=shutil.ignore_patterns("*.safetensors"),
+    )
     write_sweep(root, "synthetic")
     return root

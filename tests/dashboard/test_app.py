@@ -6,9 +6,11 @@ browser) and the rows of its tables, checked against the sweep's own files.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -30,8 +32,20 @@ def run_app(**query) -> AppTest:
     return at
 
 
+def _decode(value):
+    """Plotly sends numeric arrays as typed base64 ({"dtype", "bdata"}); lists stay lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return arr.reshape(value["shape"]).tolist() if "shape" in value else arr.tolist()
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
 def charts(at: AppTest) -> list[dict]:
-    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    return [_decode(json.loads(e.proto.spec)) for e in at.get("plotly_chart")]
 
 
 def title(spec: dict) -> str:
@@ -73,8 +87,13 @@ def test_leaderboard_ranks_configurations_and_the_card_gives_the_command(smoke, 
     at = run_app(view="Leaderboard")
     board = at.dataframe[0].value
     assert len(board) == 2 and list(board["seeds"]) == [2, 2]
-    assert list(board["overall_mean"]) == pytest.approx(sorted(results.configurations["overall_mean"], reverse=True))
-    assert set(board["sampler_args.temperature"]) == {"2.0", "n/a"}  # conditional: n/a where it does not apply
+    assert list(board["overall_mean"]) == pytest.approx(
+        sorted(results.configurations["overall_mean"], reverse=True)
+    )
+    assert set(board["sampler_args.temperature"]) == {
+        "2.0",
+        "n/a",
+    }  # conditional: n/a where it does not apply
     best = results.configurations.iloc[0]
     assert board.iloc[0]["sampler"] == best["sampler"]
     # The card: the best configuration's scores and the command of its best seed.
@@ -87,7 +106,9 @@ def test_leaderboard_ranks_configurations_and_the_card_gives_the_command(smoke, 
     runs = at.dataframe[1].value
     assert len(runs) == 4 and set(runs["status"]) == {"finished"}
     for _, r in runs.iterrows():
-        rid = json.loads((smoke / "sweeps" / "smoke" / "trials" / r["run"] / "result.json").read_text())["mlflow_run_id"]
+        rid = json.loads((smoke / "sweeps" / "smoke" / "trials" / r["run"] / "result.json").read_text())[
+            "mlflow_run_id"
+        ]
         assert re.fullmatch(rf"http://127\.0\.0\.1:5123/#/experiments/\d+/runs/{rid}", r["mlflow"])
     # Sorting by another metric reorders the table.
     at.selectbox(key="lb-sort").set_value("sts").run()
@@ -129,7 +150,13 @@ def test_importance_view_ranks_the_dimension_that_drives_the_score(synthetic_roo
     bars = {tr["name"]: dict(zip(tr["y"], tr["x"], strict=True)) for tr in spec["data"]}
     assert max(bars["overall"], key=bars["overall"].get) == "lr"  # lr drives SST, STS and overall
     assert max(bars["para"], key=bars["para"].get) == "pooling"  # pooling alone moves QQP
-    assert "sampler_args.temperature" in at.caption[-1].value  # left out: conditional
+    table = at.dataframe[0].value
+    assert (
+        list(table.columns) == ["dimension", "overall", "sst", "para", "sts"]
+        and table.iloc[0]["dimension"] == "lr"
+    )
+    assert table["overall"].tolist() == pytest.approx(sorted(bars["overall"].values(), reverse=True))
+    assert "sampler_args.temperature" in at.main.caption[-1].value  # left out: conditional
     at.selectbox(key="imp-evaluator").set_value("ped-anova").run()
     (spec,) = charts(at)
     overall = next(dict(zip(tr["y"], tr["x"], strict=True)) for tr in spec["data"] if tr["name"] == "overall")
@@ -231,4 +258,52 @@ def test_two_sweeps_side_by_side(both_root, dash_env):
     assert len(at.code) == 2
     at.sidebar.radio(key="view").set_value("Ablation").run()
     titles = [title(s).split(":")[0] for s in charts(at)]
-    assert titles == ["sampler", "sampler_args.temperature", "lr", "pooling", "sampler", "sampler_args.temperature"]
+    assert titles == [
+        "sampler",
+        "sampler_args.temperature",
+        "lr",
+        "pooling",
+        "sampler",
+        "sampler_args.temperature",
+    ]
+
+
+def test_a_running_sweep_shows_new_trials_at_the_next_refresh(synthetic_root, dash_env):
+    """Cached reads are keyed by the sweep's files: a trial that starts or ends shows up on rerun."""
+    from mtsearch.dashboard.data import open_study
+
+    dash_env(synthetic_root)
+    sd = synthetic_root / "sweeps" / "synthetic"
+    at = run_app()
+
+    def row():
+        t = at.dataframe[0].value
+        return tuple(t.iloc[0][["done", "running", "runs read", "status"]])
+
+    assert row() == (15, 0, 30, "idle")
+    study = open_study(sd)
+    trial = study.ask()  # a worker starts trial 15
+    rd = sd / "trials" / f"t{trial.number:04d}-s0"
+    rd.mkdir()
+    params = {"lr": 1e-3, "pooling": "mean", "sampler": "round_robin"}
+    (rd / "trial.json").write_text(
+        json.dumps({"trial": trial.number, "seed": 0, "params": params, "params_key": "new"})
+    )
+    row_ = {
+        "kind": "eval",
+        "step": 2,
+        "examples": 96,
+        "scores": {"sst": 0.5, "para": 0.7, "sts": 0.4},
+        "overall": 0.6,
+    }
+    (rd / "metrics.jsonl").write_text(json.dumps(row_) + "\n")
+    at.run()
+    assert row() == (15, 1, 30, "running")
+    assert any("1 run(s) are still running" in w.value for w in at.main.warning)
+    (rd / "result.json").write_text(
+        json.dumps({"status": "finished", "overall": 0.6, "best": {"step": 2, "scores": row_["scores"]}})
+    )
+    study.tell(trial, 0.6)
+    at.run()
+    assert row() == (16, 0, 31, "idle")
+    assert at.dataframe[0].value.iloc[0]["best overall"] == pytest.approx(0.6)
