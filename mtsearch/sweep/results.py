@@ -173,7 +173,10 @@ def compute(name: str) -> SweepResults:
             numeric = sub[d].astype(float)
             bins = min(int(spec.get("bins", 3)), numeric.nunique())
             cut = pd.qcut(numeric, q=bins, duplicates="drop")
-            sub["level"] = cut.map(lambda iv: f"[{iv.left:.3g}, {iv.right:.3g}]").astype(str)
+            # Label each bin by the values seen in it: qcut's own left edge lies below the minimum.
+            seen = numeric.groupby(cut, observed=True).agg(["min", "max"])
+            labels = {iv: f"[{row['min']:.3g}, {row['max']:.3g}]" for iv, row in seen.iterrows()}
+            sub["level"] = cut.map(labels).astype(str)
         else:
             sub["level"] = sub[d]
         for m in metrics:
