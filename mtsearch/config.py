@@ -75,6 +75,8 @@ class RunConfig(BaseModel):
     """Fail on the first malformed data row instead of skipping it with a warning."""
     train_limit: int | None = Field(None, ge=1)
     """Use a seeded random subset of at most this many training examples per task."""
+    train_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    """Use a seeded random fraction of each task's training examples: unlike train_limit, the tasks keep their relative sizes (with both, the smaller subset)."""
     eval_limit: int | None = Field(1000, ge=1)
     """Evaluate periodically on a fixed random subset of this many dev examples per task (None: all)."""
     final_eval: bool = True

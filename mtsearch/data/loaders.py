@@ -330,12 +330,14 @@ def load_split(
     limit: int | None = None,
     seed: int = 0,
     *,
+    fraction: float | None = None,
     warn: bool = True,
 ) -> Split:
     """Usable examples of one task split; malformed rows are skipped with one warning per file.
 
     ``strict`` raises a DataError on the first malformed row instead. ``limit`` keeps a
-    seeded random subset of that many usable examples in file order; ``md5`` and
+    seeded random subset of that many usable examples in file order (``fraction``: of that
+    share of them, at least one); ``md5`` and
     ``usable`` still describe the whole file so a run's fingerprint names what was read.
     """
     _check_names(task, split)
@@ -351,6 +353,10 @@ def load_split(
     if warn:
         _warn_defects(path, defects)
     usable = len(examples)
+    if fraction is not None:
+        # A fraction keeps the tasks' sizes in proportion; a limit caps it further.
+        by_fraction = max(1, math.ceil(fraction * usable))
+        limit = by_fraction if limit is None else min(limit, by_fraction)
     if limit is not None:
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")

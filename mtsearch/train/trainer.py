@@ -115,7 +115,13 @@ def train(
     tokenizer = load_tokenizer(source)
     train_splits = {
         t: load_split(
-            t, "train", data_dir, strict=config.strict_data, limit=config.train_limit, seed=config.seed
+            t,
+            "train",
+            data_dir,
+            strict=config.strict_data,
+            limit=config.train_limit,
+            seed=config.seed,
+            fraction=config.train_fraction,
         )
         for t in config.tasks
     }
