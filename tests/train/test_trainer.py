@@ -131,10 +131,15 @@ def test_a_finite_schedule_that_runs_out_is_still_evaluated(data_dir, runs, monk
 def test_train_fraction_keeps_the_tasks_relative_sizes(data_dir, runs):
     from mtsearch.data import load_split
 
-    sizes = {t: len(load_split(t, "train", data_dir, fraction=0.01, warn=False).examples) for t in ("sst", "para", "sts")}
+    sizes = {
+        t: len(load_split(t, "train", data_dir, fraction=0.01, warn=False).examples)
+        for t in ("sst", "para", "sts")
+    }
     # ceil(1% of 8,544 / 22,644 / 6,040 usable rows)
     assert sizes == {"sst": 86, "para": 227, "sts": 61}
     capped = load_split("para", "train", data_dir, fraction=0.01, limit=100, warn=False)
     assert len(capped.examples) == 100 and capped.usable == 22644
-    result = train(tiny_config(data_dir, name="frac", train_limit=None, train_fraction=0.01, max_steps=3, eval_every=3))
+    result = train(
+        tiny_config(data_dir, name="frac", train_limit=None, train_fraction=0.01, max_steps=3, eval_every=3)
+    )
     assert result.status == "finished"
