@@ -58,8 +58,8 @@ def test_final_eval_scores_the_best_checkpoint_on_full_dev(data_dir, runs, monke
 
     real = data.load_split
 
-    def small_dev(task, split, ddir, strict=False, limit=None, seed=0):
-        return real(task, split, ddir, strict=strict, limit=limit if split != "dev" else 150, seed=seed)
+    def small_dev(task, split, ddir, strict=False, limit=None, seed=0, **kw):
+        return real(task, split, ddir, strict=strict, limit=limit if split != "dev" else 150, seed=seed, **kw)
 
     monkeypatch.setattr(data, "load_split", small_dev)
     result = train(tiny_config(data_dir, name="fin", eval_limit=50, final_eval=True))

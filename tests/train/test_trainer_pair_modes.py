@@ -99,8 +99,10 @@ def test_separate_run_predicts_with_its_own_encodings(data_dir, runs, monkeypatc
 
     real = data.load_split
 
-    def small_dev(task, split, ddir, strict=False, limit=None, seed=0):
-        return real(task, split, ddir, strict=strict, limit=limit if split != "dev" else DEV_ROWS, seed=seed)
+    def small_dev(task, split, ddir, strict=False, limit=None, seed=0, **kw):
+        return real(
+            task, split, ddir, strict=strict, limit=limit if split != "dev" else DEV_ROWS, seed=seed, **kw
+        )
 
     # Training and prediction both read this 150-row dev set, so their scores must agree.
     monkeypatch.setattr(data, "load_split", small_dev)
