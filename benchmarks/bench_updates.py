@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,13 +98,21 @@ def main() -> None:
     # and is the steadier of the two on a machine that other jobs share.
     times: dict[str, list[float]] = {name: [] for name in steps}
     cpu: dict[str, list[float]] = {name: [] for name in steps}
+    # Peak memory of a step: the resident set sampled every 2 ms while it runs, minus the
+    # resident set just before it (one process runs every rule, so ru_maxrss cannot tell
+    # them apart). What a step keeps alive (graphs, gradient buffers) shows up here.
+    peak: dict[str, list[float]] = {name: [] for name in steps}
     for round_ in range(opts.rounds + 1):
         for name, step in steps.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            step()
+            before = _rss_mb()
+            with _RssSampler() as sampler:
+                t0, c0 = time.perf_counter(), time.process_time()
+                step()
+                wall, used = time.perf_counter() - t0, time.process_time() - c0
             if round_ > 0:  # round 0 warms up allocators and kernels
-                times[name].append(time.perf_counter() - t0)
-                cpu[name].append(time.process_time() - c0)
+                times[name].append(wall)
+                cpu[name].append(used)
+                peak[name].append(sampler.peak - before)
     base = statistics.median(times["combined"])
     cpu_base = statistics.median(cpu["combined"])
     result = {
@@ -115,6 +125,7 @@ def main() -> None:
         "ratio_to_combined": {n: round(statistics.median(v) / base, 3) for n, v in times.items()},
         "cpu_seconds_per_step": {n: round(statistics.median(v), 4) for n, v in cpu.items()},
         "cpu_ratio_to_combined": {n: round(statistics.median(v) / cpu_base, 3) for n, v in cpu.items()},
+        "peak_extra_memory_mb_during_step": {n: round(max(v), 1) for n, v in peak.items()},
     }
     print(json.dumps(result, indent=2))
     ratio = result["ratio_to_combined"]["pcgrad"]
@@ -124,6 +135,32 @@ def main() -> None:
     if opts.out:
         opts.out.parent.mkdir(parents=True, exist_ok=True)
         opts.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _RssSampler:
+    def __init__(self, every: float = 0.002):
+        self.every = every
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
 
 
 if __name__ == "__main__":
