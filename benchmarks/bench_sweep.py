@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,11 +53,22 @@ def measure(steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 200])
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one measurement
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "sweep.json"))
     args = ap.parse_args()
     os.environ.setdefault("MTSEARCH_DATA", str(ROOT / "data" / "cs224n"))
     os.environ.setdefault("MTSEARCH_CACHE", str(ROOT / "runs" / "cache"))
-    rows = [measure(s) for s in args.steps]
+    if args.one is not None:
+        print(json.dumps(measure(args.one)))
+        return
+    # Each measurement in a fresh process, as a user's sweep runs: one runs folder and one
+    # MLflow store per process (MLflow keeps its store open for the process's lifetime).
+    rows = []
+    for steps in args.steps:
+        out = subprocess.run([sys.executable, __file__, "--one", str(steps)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"measurement with {steps} steps failed:\n{out.stderr[-3000:]}")
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     report = {
         "benchmark": "sweep_overhead",
         "space": "smoke",
