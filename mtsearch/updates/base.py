@@ -112,3 +112,26 @@ def backward(loss: torch.Tensor) -> None:
     """
     if loss.requires_grad:
         loss.backward()
+
+
+def backward_per_task(
+    tasks: list[str],
+    loss_of: Callable[[str], torch.Tensor],
+    objective: Callable[[str, torch.Tensor], torch.Tensor] = lambda task, loss: loss,
+    after_each: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """One forward and backward per task, in order; returns each task's raw loss value.
+
+    Backward right after each task's forward: gradients of a sum are the sum of the
+    gradients, and only one task's activations are alive at a time. ``objective`` turns a
+    task's loss into what is differentiated (a weight, a learned scale); ``after_each``
+    runs once that task's gradient is in (e.g. its own optimizer step).
+    """
+    losses = {}
+    for task in tasks:
+        loss = loss_of(task)
+        backward(objective(task, loss))
+        losses[task] = float(loss.detach())
+        if after_each is not None:
+            after_each(task)
+    return losses

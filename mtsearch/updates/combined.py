@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward, check_task_keys
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task, check_task_keys
 
 
 class CombinedArgs(BaseModel):
@@ -28,12 +28,6 @@ class Combined(UpdateRule):
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
     ) -> dict[str, float]:
-        # Backward right after each task's forward: the gradient of the weighted sum is
-        # the sum of the gradients, and only one task's activations are alive at a time.
-        losses = {}
-        for task in tasks:
-            loss = loss_of(task)
-            backward(self.args.weights.get(task, 1.0) * loss)
-            losses[task] = float(loss.detach())
+        losses = backward_per_task(tasks, loss_of, lambda task, loss: self.args.weights.get(task, 1.0) * loss)
         optim.step()
         return losses

@@ -21,7 +21,7 @@ from typing import Annotated
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward, check_task_keys
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task, check_task_keys
 
 
 class SeparateArgs(BaseModel):
@@ -47,11 +47,13 @@ class Separate(UpdateRule):
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
     ) -> dict[str, float]:
-        losses = {}
-        for task in tasks:
-            loss = loss_of(task)
-            backward(loss)
-            losses[task] = float(loss.detach())
-            optim.apply(lr=self.args.lr.get(task), weight_decay=self.args.weight_decay.get(task))
+        # Each task's step lands before the next task's forward.
+        losses = backward_per_task(
+            tasks,
+            loss_of,
+            after_each=lambda task: optim.apply(
+                lr=self.args.lr.get(task), weight_decay=self.args.weight_decay.get(task)
+            ),
+        )
         optim.advance()
         return losses

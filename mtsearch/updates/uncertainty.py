@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtsearch.tasks import TASKS
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task
 
 
 def uncertainty_loss(loss: torch.Tensor, log_var: torch.Tensor, kind: str) -> torch.Tensor:
@@ -62,12 +62,9 @@ class Uncertainty(UpdateRule):
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
     ) -> dict[str, float]:
-        # One backward per task right after its forward, as in `combined`.
-        losses = {}
-        for task in tasks:
-            loss = loss_of(task)
-            uncertainty_loss(loss, self.log_vars[task], TASKS[task].kind).backward()
-            losses[task] = float(loss.detach())
+        losses = backward_per_task(
+            tasks, loss_of, lambda task, loss: uncertainty_loss(loss, self.log_vars[task], TASKS[task].kind)
+        )
         optim.step()
         return losses
 
