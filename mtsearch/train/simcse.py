@@ -53,10 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtsearch.config import RunConfig
-from mtsearch.errors import DataError
+from mtsearch.errors import DataError, NonFiniteLoss
 from mtsearch.train.optim import NO_DECAY, lr_factor
 from mtsearch.train.runtime import autocast, rng_for
-from mtsearch.train.trainer import NonFiniteLoss
 
 log = logging.getLogger("mtsearch.train")
 

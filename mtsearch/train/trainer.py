@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mtsearch.config import RunConfig
-from mtsearch.errors import ConfigError, MtsearchError
+from mtsearch.errors import ConfigError, MtsearchError, NonFiniteLoss, Pruned
 from mtsearch.paths import runs_dir
 from mtsearch.records import RunDir, environment
 from mtsearch.tasks import overall_score
@@ -33,14 +33,6 @@ Report = Callable[[int, dict[str, float]], None]
 #: Dev subsets for periodic evaluation are drawn with this fixed seed, not the run's:
 #: every run of a sweep is then compared on the same examples.
 EVAL_SUBSET_SEED = 20240
-
-
-class Pruned(Exception):
-    """Raised by a ``report`` hook to stop a run early (a pruned trial)."""
-
-
-class NonFiniteLoss(MtsearchError):
-    """A loss became NaN or infinite: the run diverged."""
 
 
 @dataclass
