@@ -17,7 +17,7 @@ from mtsearch.errors import ConfigError, DataError
 from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
 from mtsearch.records import read_metrics
 from mtsearch.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 TOL = 1e-6  # float32 softmax of a 3x3 matrix: far below this
