@@ -20,3 +20,14 @@ class DataError(MtsearchError):
 
 class ModelError(MtsearchError):
     """An encoder could not be found or loaded."""
+
+
+class NonFiniteLoss(MtsearchError):
+    """A loss became NaN or infinite: the run diverged."""
+
+
+class Pruned(Exception):
+    """Raised by a ``report`` hook to stop a run early (a pruned trial).
+
+    Not an :class:`MtsearchError`: nothing went wrong, a search backend decided to stop.
+    """

@@ -1,5 +1,6 @@
 """The one core: ``train(config, report) -> TrainResult``."""
 
-from mtsearch.train.trainer import NonFiniteLoss, Pruned, TrainResult, train
+from mtsearch.errors import NonFiniteLoss, Pruned
+from mtsearch.train.trainer import TrainResult, train
 
 __all__ = ["NonFiniteLoss", "Pruned", "TrainResult", "train"]

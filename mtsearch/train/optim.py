@@ -1,4 +1,8 @@
-"""Optimizer, learning-rate schedules, gradient accumulation and freezing.
+"""Optimizer, learning-rate schedules, the optimizer step, gradient accumulation and freezing.
+
+Every training stage (the multitask loop, SimCSE pre-training) builds its AdamW from
+:func:`param_groups` and :func:`adamw` and steps it through an :class:`OptimHandle`
+(clip, step, zero, schedule), checking each loss with :func:`finite_loss` first.
 
 Learning rates. AdamW with one peak rate for the encoder (``lr``) and one for the heads
 (``head_lr``, per task ``task_head_lr``). With ``layer_lr_decay`` d < 1 the encoder's
@@ -37,13 +41,13 @@ from __future__ import annotations
 
 import math
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from mtsearch.config import RunConfig
-from mtsearch.errors import ConfigError
+from mtsearch.errors import ConfigError, NonFiniteLoss
 from mtsearch.models.layers import encoder_parts, require_parts
 
 #: Parameter names that never get weight decay (biases and normalisation weights).
@@ -103,23 +107,34 @@ def lr_factor(
     raise ValueError(f"unknown schedule '{schedule}'")
 
 
-def schedule_of(config: RunConfig, total_steps: int):
-    """``step -> factor`` for a run of ``total_steps`` OPTIMIZER steps, as the config says."""
-    warmup = int(config.warmup_ratio * total_steps)
-    milestones = [int(m * total_steps) for m in config.schedule_milestones]
-    gamma = config.schedule_gamma if config.schedule_gamma is not None else DEFAULT_GAMMA
+def schedule_factor(
+    schedule: str,
+    total_steps: int,
+    warmup_ratio: float,
+    milestones: Sequence[float] = (),
+    gamma: float | None = None,
+) -> Callable[[int], float]:
+    """``step -> factor`` of ``schedule`` over ``total_steps`` OPTIMIZER steps.
+
+    ``milestones`` are fractions of the run (multistep); ``gamma`` None is the default.
+    """
+    warmup = int(warmup_ratio * total_steps)
+    steps = [int(m * total_steps) for m in milestones]
+    gamma = gamma if gamma is not None else DEFAULT_GAMMA
 
     def factor(step: int) -> float:
         return lr_factor(
-            step,
-            schedule=config.schedule,
-            total=total_steps,
-            warmup=warmup,
-            milestones=milestones,
-            gamma=gamma,
+            step, schedule=schedule, total=total_steps, warmup=warmup, milestones=steps, gamma=gamma
         )
 
     return factor
+
+
+def schedule_of(config: RunConfig, total_steps: int) -> Callable[[int], float]:
+    """``step -> factor`` for a run of ``total_steps`` OPTIMIZER steps, as the config says."""
+    return schedule_factor(
+        config.schedule, total_steps, config.warmup_ratio, config.schedule_milestones, config.schedule_gamma
+    )
 
 
 # ----------------------------------------------------------------------- optimizer
@@ -135,9 +150,41 @@ def layer_lr_scales(encoder: nn.Module, decay: float) -> dict[int, float]:
     return scales
 
 
-def _split_decay(named: Iterable[tuple[str, nn.Parameter]]):
+def param_groups(
+    named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float, role: str, **tags
+):
+    """The two AdamW groups of ``named``'s trainable parameters at ``lr``: decayed, then not.
+
+    Biases and normalisation weights (names ending in :data:`NO_DECAY`) get no weight
+    decay. Groups carry tags the optimizer ignores: ``role``, ``decay`` (whether weight
+    decay applies) and any ``tags`` (e.g. ``lr_scale``), for :meth:`OptimHandle.apply`.
+    """
     named = [(n, p) for n, p in named if p.requires_grad]
-    return [p for n, p in named if not n.endswith(NO_DECAY)], [p for n, p in named if n.endswith(NO_DECAY)]
+    decay = [p for n, p in named if not n.endswith(NO_DECAY)]
+    nodecay = [p for n, p in named if n.endswith(NO_DECAY)]
+    return [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay, "role": role, "decay": True, **tags},
+        {"params": nodecay, "lr": lr, "weight_decay": 0.0, "role": role, "decay": False, **tags},
+    ]
+
+
+def adamw(groups: list[dict], factor: Callable[[int], float], *, fused: bool = True):
+    """AdamW over ``groups`` (empty ones dropped) and its schedule, ``factor`` times each group's lr.
+
+    ``fused`` does the whole update in one kernel (CPU and CUDA in torch >= 2.4), falling
+    back to the default implementation where torch has none. The two round differently
+    in the last bits, so a stage keeps the one its recorded results were made with.
+    """
+    groups = [g for g in groups if g["params"]]
+    optimizer = None
+    if fused:
+        try:
+            optimizer = torch.optim.AdamW(groups, fused=True)
+        except (RuntimeError, TypeError):
+            pass
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(groups)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def build_optimizer(
@@ -156,24 +203,18 @@ def build_optimizer(
 
     Groups carry tags the optimizer ignores: ``role`` (encoder / heads / extra),
     ``decay`` (whether weight decay applies) and ``lr_scale`` (the layer-wise factor of
-    an encoder group), for ``_OptimHandle.apply``. Encoder groups come first, the
+    an encoder group), for :meth:`OptimHandle.apply`. Encoder groups come first, the
     full-rate one (top layers) before the decayed ones, so group 0 carries the encoder's
     learning rate. ``extra_params`` (e.g. the learned task uncertainties) get their own
     group at ``extra_lr`` (default: the heads' learning rate), without weight decay.
     """
-    groups: list[dict] = []
-
-    def add(named, lr: float, role: str, **tags) -> None:
-        decay, nodecay = _split_decay(named)
-        groups.append({"params": decay, "lr": lr, "weight_decay": config.weight_decay, "role": role, "decay": True, **tags})  # fmt: skip
-        groups.append({"params": nodecay, "lr": lr, "weight_decay": 0.0, "role": role, "decay": False, **tags})  # fmt: skip
-
     # encoder: one pair of groups per learning-rate scale, largest first
     scales = layer_lr_scales(model.encoder, config.layer_lr_decay)
     encoder_named = list(model.encoder.named_parameters())
+    groups: list[dict] = []
     for scale in sorted({scales.get(id(p), 1.0) for _, p in encoder_named}, reverse=True):
         named = [(n, p) for n, p in encoder_named if scales.get(id(p), 1.0) == scale]
-        add(named, config.lr * scale, "encoder", lr_scale=scale)
+        groups += param_groups(named, config.lr * scale, config.weight_decay, "encoder", lr_scale=scale)
 
     # everything outside the encoder: poolings, heads, shared pair layers; a task named in
     # task_head_lr gets its own groups for its pooling and head(s)
@@ -185,30 +226,25 @@ def build_optimizer(
             ids = {id(p) for p in model.task_parameters(task)}
             per_task[task] = ([(n, p) for n, p in rest if id(p) in ids], lr)
     taken = {id(p) for named, _ in per_task.values() for _, p in named}
-    add([(n, p) for n, p in rest if id(p) not in taken], head_lr, "heads")
+    groups += param_groups(
+        [(n, p) for n, p in rest if id(p) not in taken], head_lr, config.weight_decay, "heads"
+    )
     for task, (named, lr) in per_task.items():
-        add(named, lr, "heads", task=task)
+        groups += param_groups(named, lr, config.weight_decay, "heads", task=task)
 
     if extra_params:
         lr = extra_lr or head_lr
         groups.append(
             {"params": list(extra_params), "lr": lr, "weight_decay": 0.0, "role": "extra", "decay": False}
         )
-    groups = [g for g in groups if g["params"]]
-    try:
-        # The fused kernel does the whole update in one pass (CPU and CUDA in torch >= 2.4).
-        optimizer = torch.optim.AdamW(groups, fused=True)
-    except (RuntimeError, TypeError):
-        optimizer = torch.optim.AdamW(groups)
-    factor = schedule_of(config, optimizer_steps(config, total_steps))
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return adamw(groups, schedule_of(config, optimizer_steps(config, total_steps)))
 
 
 # --------------------------------------------------------------- accumulation
 class GradAccumulator:
     """Sums the rounds' gradients between real optimizer steps and hands back their mean.
 
-    The trainer's optimizer handle calls :meth:`hold` once per round, after the update
+    :class:`OptimHandle` calls :meth:`hold` once per round, after the update
     rule's backward passes (and, for gradient surgery, after it wrote the combined
     gradient). A round that does not end its window moves every ``.grad`` into a private
     buffer and clears it: whatever the rule does with ``.grad`` during the next round
@@ -259,7 +295,7 @@ class GradAccumulator:
 
 
 def make_accumulator(optimizer, config: RunConfig, total_rounds: int) -> GradAccumulator | None:
-    """The accumulator the trainer's optimizer handle uses; None when grad_accum is 1."""
+    """The accumulator of the multitask loop's :class:`OptimHandle`; None when grad_accum is 1."""
     if config.grad_accum == 1:
         return None
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -267,6 +303,111 @@ def make_accumulator(optimizer, config: RunConfig, total_rounds: int) -> GradAcc
         total_rounds, config.grad_accum, config.heads_only_steps_before, config.heads_only_steps_after
     )
     return GradAccumulator(params, ends)
+
+
+# ----------------------------------------------------------------------- the step
+def finite_loss(loss: torch.Tensor, name: str, where: str, advice: str) -> float:
+    """``loss`` as a float; :class:`NonFiniteLoss` (naming ``name``, ``where`` and ``advice``) if NaN or inf."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"the {name} loss became {value} at {where}: {advice}")
+    return value
+
+
+class OptimHandle:
+    """One optimizer step, as every training stage takes it: clip, step, zero grads, schedule.
+
+    ``step`` is one trainer step: ``apply`` (clip ``params``' gradient norm to
+    ``max_grad_norm``, optimizer step, zero grads) then ``advance`` (the schedule moves
+    once). A rule that steps several times per trainer step (update 'separate': once per
+    task) calls ``apply`` per task, with that task's encoder lr / weight decay, and
+    ``advance`` once at the end, so the schedule counts trainer steps whatever the rule does.
+
+    With an ``accumulator`` (``grad_accum`` k > 1, :func:`make_accumulator`) ``step`` only
+    stashes the round's gradient, except every k-th round, which steps on the mean
+    gradient of its window (config refuses update 'separate' with k > 1).
+
+    This is also what update rules see of the optimizer (:class:`mtsearch.updates.base.Optim`):
+    ``shared_params`` (where tasks can conflict) and ``head_params`` per task, which
+    :meth:`for_model` fills in from the multitask model.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        params: Sequence[nn.Parameter],
+        max_grad_norm: float | None,
+        *,
+        accumulator: GradAccumulator | None = None,
+        shared_params: Sequence[nn.Parameter] = (),
+        head_params: dict[str, list[nn.Parameter]] | None = None,
+    ):
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.all_params = list(params)  # clipped together, in this order
+        self.max_grad_norm = max_grad_norm
+        self.accumulator = accumulator
+        self.shared_params = list(shared_params)
+        self.head_params = head_params or {}
+
+    @classmethod
+    def for_model(cls, model, optimizer, scheduler, max_grad_norm, accumulator=None) -> OptimHandle:
+        """The handle of a multitask model's optimizer (:func:`build_optimizer`)."""
+        return cls(
+            optimizer,
+            scheduler,
+            [p for p in model.parameters() if p.requires_grad],
+            max_grad_norm,
+            accumulator=accumulator,
+            # shared: the encoder plus the pair layer para and sts share (if any; its
+            # gradient stays None for the tasks that do not use it).
+            shared_params=[p for p in model.shared_parameters() if p.requires_grad],
+            head_params={t: [p for p in model.task_parameters(t) if p.requires_grad] for t in model.tasks},
+        )
+
+    def step(self) -> None:
+        if self.accumulator is not None and self.accumulator.hold():
+            return  # mid-window: the gradient is stashed, the optimizer waits
+        self.apply()
+        self.advance()
+
+    def flush(self) -> None:
+        """Step now on a partly accumulated window (the run ends before the window does)."""
+        if self.accumulator is not None and self.accumulator.release():
+            self.apply()
+            self.advance()
+
+    def apply(self, *, lr: float | None = None, weight_decay: float | None = None) -> None:
+        """Clip, one optimizer step, zero the gradients; the schedule does not move.
+
+        ``lr`` replaces the encoder's peak learning rate for this step only (times the
+        schedule's current factor); ``weight_decay`` replaces the decay of the groups that
+        decay (``param_groups`` tags them). Both are restored afterwards.
+        """
+        saved = [(g["lr"], g["weight_decay"]) for g in self.optimizer.param_groups]
+        for g in self.optimizer.param_groups:
+            if lr is not None and g.get("role") == "encoder":
+                # keep the schedule's factor and the group's layer-wise scale (layer_lr_decay)
+                g["lr"] = lr * g.get("lr_scale", 1.0) * g["lr"] / g.get("initial_lr", g["lr"])
+            if weight_decay is not None and g.get("decay"):
+                g["weight_decay"] = weight_decay
+        try:
+            if self.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.all_params, self.max_grad_norm)
+            self.optimizer.step()
+        finally:
+            for g, (g_lr, g_wd) in zip(self.optimizer.param_groups, saved, strict=True):
+                g["lr"], g["weight_decay"] = g_lr, g_wd
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def advance(self) -> None:
+        self.scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate of the first group (the encoder's, for the multitask model)."""
+        return self.optimizer.param_groups[0]["lr"]
 
 
 # ----------------------------------------------------------------------- freezing

@@ -1,4 +1,4 @@
-"""Device, precision and seeding: the parts of a run that depend on the machine."""
+"""Device, precision, seeding and the progress bar: the parts of a run that depend on the machine."""
 
 from __future__ import annotations
 
@@ -46,3 +46,10 @@ def rng_for(seed: int, purpose: str) -> np.random.Generator:
     """
     key = [ord(c) for c in purpose]
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar of ``total`` steps (disabled unless ``enabled``: the config's ``progress``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="step")

@@ -2,9 +2,10 @@
 
 An optional stage that :func:`mtsearch.train.trainer.train` runs right after the model is
 built, before anything else reads the encoder's weights (freezing, the activation
-cache's key, the multitask optimizer). It updates the encoder only, with its own AdamW
-(peak ``simcse_lr``, linear warm-up over ``warmup_ratio`` of ``simcse_steps`` then linear
-decay to 0; ``weight_decay`` and ``max_grad_norm`` as in training).
+cache's key, the multitask optimizer). It updates the encoder only, with an AdamW of its
+own (peak ``simcse_lr``, linear warm-up over ``warmup_ratio`` of ``simcse_steps`` then
+linear decay to 0; ``weight_decay`` and ``max_grad_norm`` as in training), built and
+stepped by the same functions as the multitask loop's (:mod:`mtsearch.train.optim`).
 
 Objective (both modes): a batch of N (anchor, positive) sentence pairs is embedded into
 h_i, h+_i; the loss is the cross-entropy of picking h+_i among all h+_j of the batch,
@@ -42,7 +43,6 @@ generator, hence the multitask run's dropout stream, exactly where it found it.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,9 +54,8 @@ from torch import nn
 
 from mtsearch.config import RunConfig
 from mtsearch.errors import DataError
-from mtsearch.train.optim import NO_DECAY, lr_factor
-from mtsearch.train.runtime import autocast, rng_for
-from mtsearch.train.trainer import NonFiniteLoss
+from mtsearch.train.optim import OptimHandle, adamw, finite_loss, param_groups, schedule_factor
+from mtsearch.train.runtime import autocast, progress_bar, rng_for
 
 log = logging.getLogger("mtsearch.train")
 
@@ -229,15 +228,70 @@ def _encoder_forward(encoder: nn.Module, seg: dict[str, torch.Tensor]) -> torch.
     return out.last_hidden_state
 
 
-def _param_groups(named, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in named:
-        if p.requires_grad:
-            (no_decay if any(k in name for k in NO_DECAY) else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+@dataclass
+class _Examples:
+    """What the stage draws its batches from: the sentence pool and, for 'sup', the positive pairs."""
+
+    pool: SentencePool
+    pairs: np.ndarray | None  # [P, 2] pool rows (anchor, positive); None: unsup
+    pad_id: int
+    device: torch.device
+    precision: str
+
+    def __len__(self) -> int:
+        """Items a batch is drawn from: sentences (unsup) or positive pairs (sup)."""
+        return len(self.pool) if self.pairs is None else len(self.pairs)
+
+    def inputs(self, pool_rows: np.ndarray) -> dict[str, torch.Tensor]:
+        from mtsearch.data import collate
+
+        seg = collate(self.pool.sentences, pool_rows, pad_id=self.pad_id)["inputs"][0]
+        return {k: v.to(self.device, non_blocking=True) for k, v in seg.items()}
+
+    def views(self, encoder: nn.Module, embed: _Embed, idx: np.ndarray):
+        """Anchors, positives and the same-sentence mask (None for unsup) of batch ``idx``."""
+        with autocast(self.device, self.precision):
+            if self.pairs is None:
+                seg = self.inputs(idx)
+                # one forward on [x; x]: every element gets its own dropout draw
+                both = {k: torch.cat([v, v]) for k, v in seg.items()}
+                z = embed(_encoder_forward(encoder, both), both["attention_mask"])
+                return z[: len(idx)], z[len(idx) :], None
+            a_rows, b_rows = self.pairs[idx, 0], self.pairs[idx, 1]
+            sa, sb = self.inputs(a_rows), self.inputs(b_rows)
+            anchors = embed(_encoder_forward(encoder, sa), sa["attention_mask"])
+            positives = embed(_encoder_forward(encoder, sb), sb["attention_mask"])
+        # candidate j is not a negative of row i if it is row i's positive sentence (or its
+        # anchor) again
+        bt, at = torch.from_numpy(b_rows), torch.from_numpy(a_rows)
+        same = ((bt[None, :] == bt[:, None]) | (bt[None, :] == at[:, None])).to(self.device)
+        return anchors, positives, same
+
+
+def _examples(config: RunConfig, splits: list, tokenizer, device, precision, cache_dir) -> _Examples:
+    """The stage's sentences (and positives for 'sup'); a DataError when there are too few."""
+    pool = sentence_pool(splits, tokenizer, config.simcse_max_length, cache_dir=cache_dir)
+    pairs = None
+    if config.simcse == "sup":
+        pairs = positive_pairs(splits, pool, config.simcse_sup_threshold)
+        if len(pairs) < 2:
+            raise DataError(
+                f"simcse 'sup' found {len(pairs)} positive pair(s) (para label 1, sts >= "
+                f"simcse_sup_threshold {config.simcse_sup_threshold}) in the training data; in-batch "
+                "negatives need at least 2: use more data (train_limit), a lower threshold or simcse 'unsup'"
+            )
+    elif len(pool) < 2:
+        raise DataError("simcse 'unsup' needs at least 2 distinct training sentences")
+    examples = _Examples(pool, pairs, tokenizer.pad_token_id or 0, device, precision)
+    log.info(
+        "simcse %s: %d sentences, %d positive pairs, %d steps of %d",
+        config.simcse,
+        len(pool),
+        0 if pairs is None else len(pairs),
+        config.simcse_steps,
+        min(config.simcse_batch_size, len(examples)),
+    )
+    return examples
 
 
 def run_simcse(
@@ -257,126 +311,85 @@ def run_simcse(
     """
     if config.simcse == "none":
         return None
-    from tqdm.auto import tqdm
-
-    from mtsearch.data import collate
-
     t0 = time.perf_counter()
-    splits = list(splits)
-    pool = sentence_pool(splits, tokenizer, config.simcse_max_length, cache_dir=cache_dir)
-    pad_id = tokenizer.pad_token_id or 0
-    pairs = None
-    if config.simcse == "sup":
-        pairs = positive_pairs(splits, pool, config.simcse_sup_threshold)
-        if len(pairs) < 2:
-            raise DataError(
-                f"simcse 'sup' found {len(pairs)} positive pair(s) (para label 1, sts >= "
-                f"simcse_sup_threshold {config.simcse_sup_threshold}) in the training data; in-batch "
-                "negatives need at least 2: use more data (train_limit), a lower threshold or simcse 'unsup'"
-            )
-        n_items = len(pairs)
-    else:
-        if len(pool) < 2:
-            raise DataError("simcse 'unsup' needs at least 2 distinct training sentences")
-        n_items = len(pool)
-    log.info(
-        "simcse %s: %d sentences, %d positive pairs, %d steps of %d",
-        config.simcse,
-        len(pool),
-        0 if pairs is None else len(pairs),
-        config.simcse_steps,
-        min(config.simcse_batch_size, n_items),
-    )
-
-    batches = _batches(n_items, config.simcse_batch_size, rng_for(config.seed, "simcse"))
+    examples = _examples(config, list(splits), tokenizer, device, precision, cache_dir)
+    batches = _batches(len(examples), config.simcse_batch_size, rng_for(config.seed, "simcse"))
     torch_seed = int(rng_for(config.seed, "simcse_torch").integers(2**62))
-    steps = config.simcse_steps
-    warmup = int(config.warmup_ratio * steps)
-    was_training = encoder.training
-    devices = (
+    cuda = (
         [device.index if device.index is not None else torch.cuda.current_device()]
         if device.type == "cuda"
         else []
     )
-    rows: list[dict[str, Any]] = []
-
-    def inputs(pool_rows: np.ndarray) -> dict[str, torch.Tensor]:
-        seg = collate(pool.sentences, pool_rows, pad_id=pad_id)["inputs"][0]
-        return {k: v.to(device, non_blocking=True) for k, v in seg.items()}
-
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(torch_seed)
-        embed = _Embed(encoder.config.hidden_size, config.simcse_pooling).to(device)
-        named = list(encoder.named_parameters()) + [(f"simcse.{n}", p) for n, p in embed.named_parameters()]
-        params = [p for _, p in named if p.requires_grad]
-        optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.simcse_lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, schedule="linear", total=steps, warmup=warmup)
-        )
-        encoder.train()  # dropout on: it is what makes the two views differ (unsup)
-        embed.train()
-        bar = tqdm(total=steps, disable=not config.progress, desc=f"simcse {config.simcse}", unit="step")
-        window: list[float] = []
-        try:
-            for step in range(1, steps + 1):
-                idx = next(batches)
-                with autocast(device, precision):
-                    if pairs is None:
-                        seg = inputs(idx)
-                        # one forward on [x; x]: every element gets its own dropout draw
-                        both = {k: torch.cat([v, v]) for k, v in seg.items()}
-                        z = embed(_encoder_forward(encoder, both), both["attention_mask"])
-                        anchors, positives, same = z[: len(idx)], z[len(idx) :], None
-                    else:
-                        a_rows, b_rows = pairs[idx, 0], pairs[idx, 1]
-                        sa, sb = inputs(a_rows), inputs(b_rows)
-                        anchors = embed(_encoder_forward(encoder, sa), sa["attention_mask"])
-                        positives = embed(_encoder_forward(encoder, sb), sb["attention_mask"])
-                        # candidate j is not a negative of row i if it is row i's positive
-                        # sentence (or its anchor) again
-                        bt = torch.from_numpy(b_rows)
-                        at = torch.from_numpy(a_rows)
-                        same = ((bt[None, :] == bt[:, None]) | (bt[None, :] == at[:, None])).to(device)
-                loss = contrastive_loss(anchors, positives, config.simcse_temperature, same)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(
-                        f"the simcse loss became {value} at simcse step {step}: lower simcse_lr "
-                        "or raise simcse_temperature"
-                    )
-                loss.backward()
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                window.append(value)
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.3f}")
-                if step % LOG_EVERY == 0 or step == steps:
-                    rows.append(
-                        {
-                            "kind": "simcse",
-                            "mode": config.simcse,
-                            "step": step,
-                            "loss": float(np.mean(window)),  # mean over the steps since the last row
-                            "last_loss": value,
-                            "lr": lr,
-                            "seconds": round(time.perf_counter() - t0, 3),
-                        }
-                    )
-                    window = []
-        finally:
-            bar.close()
-            encoder.train(was_training)
-            encoder.zero_grad(set_to_none=True)
-    rows[-1].update(sentences=len(pool), pairs=0 if pairs is None else len(pairs), final=True)
+        rows = _pretrain(config, encoder, examples, batches, t0)
+    pairs = 0 if examples.pairs is None else len(examples.pairs)
+    rows[-1].update(sentences=len(examples.pool), pairs=pairs, final=True)
     return SimcseResult(
         mode=config.simcse,
-        steps=steps,
-        sentences=len(pool),
-        pairs=0 if pairs is None else len(pairs),
+        steps=config.simcse_steps,
+        sentences=len(examples.pool),
+        pairs=pairs,
         seconds=round(time.perf_counter() - t0, 3),
         rows=rows,
     )
+
+
+def _pretrain(config: RunConfig, encoder: nn.Module, examples: _Examples, batches, t0: float) -> list[dict]:
+    """The stage's steps, with the multitask loop's optimizer and step; its metrics rows.
+
+    Runs inside the stage's own torch generator: the projection's init and the dropout
+    masks come from it.
+    """
+    steps = config.simcse_steps
+    was_training = encoder.training
+    embed = _Embed(encoder.config.hidden_size, config.simcse_pooling).to(examples.device)
+    named = list(encoder.named_parameters()) + [(f"simcse.{n}", p) for n, p in embed.named_parameters()]
+    # fused=False: the implementation the stage's recorded results were made with (the
+    # fused kernel rounds differently in the last bits)
+    optimizer, scheduler = adamw(
+        param_groups(named, config.simcse_lr, config.weight_decay, "simcse"),
+        schedule_factor("linear", steps, config.warmup_ratio),
+        fused=False,
+    )
+    optim = OptimHandle(optimizer, scheduler, [p for _, p in named if p.requires_grad], config.max_grad_norm)
+    encoder.train()  # dropout on: it is what makes the two views differ (unsup)
+    embed.train()
+    bar = progress_bar(steps, f"simcse {config.simcse}", config.progress)
+    rows: list[dict[str, Any]] = []
+    window: list[float] = []
+    try:
+        for step in range(1, steps + 1):
+            anchors, positives, same = examples.views(encoder, embed, next(batches))
+            loss = contrastive_loss(anchors, positives, config.simcse_temperature, same)
+            advice = "lower simcse_lr or raise simcse_temperature"
+            value = finite_loss(loss, "simcse", f"simcse step {step}", advice)
+            loss.backward()
+            lr = optim.lr  # the rate this step is taken at
+            optim.step()
+            window.append(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}")
+            if step % LOG_EVERY == 0 or step == steps:
+                rows.append(_row(config, step, window, value, lr, t0))
+                window = []
+    finally:
+        bar.close()
+        encoder.train(was_training)
+        encoder.zero_grad(set_to_none=True)
+    return rows
+
+
+def _row(
+    config: RunConfig, step: int, window: list[float], last: float, lr: float, t0: float
+) -> dict[str, Any]:
+    """A metrics.jsonl row of kind 'simcse'."""
+    return {
+        "kind": "simcse",
+        "mode": config.simcse,
+        "step": step,
+        "loss": float(np.mean(window)),  # mean over the steps since the last row
+        "last_loss": last,
+        "lr": lr,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }

@@ -1,9 +1,19 @@
 """The trainer: one shared encoder fine-tuned on several tasks at once.
 
-Read top to bottom, :func:`train` is the whole run: check everything that can be
-checked cheaply, load data and model, then a loop of steps (the sampler picks the
-tasks, the update rule turns their losses into an update) with periodic evaluation,
-best-checkpoint keeping, early stopping and a ``report`` hook for search backends.
+:func:`train` is the whole run, read top to bottom as a sequence of stages; each is a
+function below that returns what the later ones need:
+
+1. :func:`setup_run`: everything cheap that can be wrong is checked (model, data files,
+   device) before anything heavy happens; threads and seeds are set.
+2. :func:`load_data`: the splits loaded and encoded, the dev subsets of periodic evaluation.
+3. :func:`build_model`: the encoder with the tasks' poolings and heads.
+4. :func:`pre_stages`: what changes the model before the loop sees it: SimCSE
+   pre-training, freezing and the activation cache.
+5. :func:`open_records`: the run directory (config, environment) and the MLflow mirror.
+6. :func:`run_loop`: the multitask loop (:class:`_Loop`: the sampler picks the tasks, the
+   update rule turns their losses into an update) with periodic evaluation,
+   best-checkpoint keeping, early stopping and a ``report`` hook for search backends;
+   then the best checkpoint on the full dev sets and ``result.json``.
 """
 
 from __future__ import annotations
@@ -20,11 +30,20 @@ import numpy as np
 import torch
 
 from mtsearch.config import RunConfig
-from mtsearch.errors import ConfigError, MtsearchError
+from mtsearch.errors import ConfigError, MtsearchError, Pruned
 from mtsearch.paths import runs_dir
 from mtsearch.records import RunDir, environment
 from mtsearch.tasks import overall_score
-from mtsearch.train.optim import Freezer, build_optimizer, check_freeze_depth, make_accumulator
+from mtsearch.train import activation_cache, simcse
+from mtsearch.train.optim import (
+    Freezer,
+    OptimHandle,
+    build_optimizer,
+    check_freeze_depth,
+    finite_loss,
+    make_accumulator,
+)
+from mtsearch.train.runtime import autocast, pick_device, progress_bar, rng_for, seed_everything
 
 log = logging.getLogger("mtsearch.train")
 
@@ -34,13 +53,8 @@ Report = Callable[[int, dict[str, float]], None]
 #: every run of a sweep is then compared on the same examples.
 EVAL_SUBSET_SEED = 20240
 
-
-class Pruned(Exception):
-    """Raised by a ``report`` hook to stop a run early (a pruned trial)."""
-
-
-class NonFiniteLoss(MtsearchError):
-    """A loss became NaN or infinite: the run diverged."""
+#: tests/updates and benchmarks/bench_updates.py build the handle under this name
+_OptimHandle = OptimHandle.for_model
 
 
 @dataclass
@@ -88,106 +102,232 @@ def train(
     ``report(step, metrics)`` is called after every evaluation with flat metrics
     (``overall``, one key per task, ``examples``); it may raise :class:`Pruned`.
     """
-    from mtsearch.data import (
-        concat_encoded,
-        fingerprint,
-        load_extra,
-        load_split,
-        require_extra_files,
-        require_files,
-        resolve_data_dir,
-    )
-    from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel, encode_for_model
-    from mtsearch.train.runtime import pick_device, rng_for, seed_everything
-
     t_start = time.perf_counter()
-    # Everything cheap that can be wrong is checked before anything heavy happens.
+    runtime = setup_run(config)
+    data = load_data(config, runtime)
+    model = build_model(config, runtime)
+    pre = pre_stages(config, runtime, data, model)
+    records = open_records(config, runtime, data, model, pre, run_dir, mlflow_parent, mlflow_tags)
+    return run_loop(Prepared(config, runtime, data, model, pre.freezer, records, report), t_start)
+
+
+# ---------------------------------------------------------------------------- stages
+@dataclass(frozen=True)
+class Runtime:
+    """What :func:`setup_run` checked and chose: the model's source, the data, the device."""
+
+    source: Any  # mtsearch.models.encoder.ModelSource
+    data_dir: Path
+    extra_paths: dict[str, Path]  # task -> extra_data file
+    device: torch.device
+    precision: str  # fp32 | bf16
+
+
+def setup_run(config: RunConfig) -> Runtime:
+    """Stage 1: check what is cheap to check, before anything heavy; set threads and seeds.
+
+    The model is found, the data files are there (extra_data included), the device
+    exists: a bad input fails here, before any data is read or any run directory exists.
+    """
+    from mtsearch.data import require_extra_files, require_files, resolve_data_dir
+    from mtsearch.models.encoder import resolve_model
+
     source = resolve_model(config.model)
     data_dir = resolve_data_dir(config.data_dir)
     require_files(data_dir, list(config.tasks), ["train", "dev"])
-    extra_paths = require_extra_files(config.extra_data)  # extra_data: every file is there
+    extra_paths = require_extra_files(config.extra_data)
     device, precision = pick_device(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
+    return Runtime(source, data_dir, extra_paths, device, precision)
 
-    tokenizer = load_tokenizer(source)
+
+@dataclass
+class RunData:
+    """What :func:`load_data` produces: the splits as read, encoded for the model."""
+
+    tokenizer: Any
+    train_splits: dict[str, Any]  # task -> mtsearch.data.Split
+    extra_splits: dict[str, Any]  # task -> Split of the task's extra_data rows
+    dev_splits: dict[str, Any]
+    enc_train: dict[str, Any]  # task -> EncodedSplit, extra_data rows appended
+    enc_dev: dict[str, Any]
+    subsets: dict[str, np.ndarray | None]  # dev rows periodic evaluation scores; None: all
+    pad_id: int
+
+    def training_splits(self) -> list:
+        """Every training Split: the tasks' then the extra_data ones."""
+        return [*self.train_splits.values(), *self.extra_splits.values()]
+
+    def all_splits(self) -> list:
+        """Every Split the run reads, in the order of the data fingerprint."""
+        return [*self.training_splits(), *self.dev_splits.values()]
+
+
+def load_data(config: RunConfig, runtime: Runtime) -> RunData:
+    """Stage 2: load, check and encode the train and dev splits; draw the dev subsets.
+
+    ``encode_for_model`` decides which encodings the config's pair_mode needs (one place).
+    A task's extra_data rows are their own Split (own token cache, own fingerprint row),
+    appended to the task's training examples.
+    """
+    from mtsearch.data import concat_encoded, load_extra, load_split
+    from mtsearch.models.encoder import load_tokenizer
+    from mtsearch.models.multitask import encode_for_model
+
+    tokenizer = load_tokenizer(runtime.source)
+    strict = config.strict_data
     train_splits = {
         t: load_split(
             t,
             "train",
-            data_dir,
-            strict=config.strict_data,
+            runtime.data_dir,
+            strict=strict,
             limit=config.train_limit,
             seed=config.seed,
             fraction=config.train_fraction,
         )
         for t in config.tasks
     }
-    dev_splits = {t: load_split(t, "dev", data_dir, strict=config.strict_data) for t in config.tasks}
+    dev_splits = {t: load_split(t, "dev", runtime.data_dir, strict=strict) for t in config.tasks}
     for name, split in {**train_splits, **dev_splits}.items():
         if not split.examples:
             raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
-    # encode_for_model decides which encodings the config's pair_mode needs (one place).
     enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
-    # extra_data: a user's rows are their own Split (own token cache, own fingerprint row),
-    # appended to the task's training examples.
-    extra_splits = {t: load_extra(t, p, strict=config.strict_data) for t, p in extra_paths.items()}
+    extra_splits = {t: load_extra(t, p, strict=strict) for t, p in runtime.extra_paths.items()}
     for t, extra in extra_splits.items():
         enc_train[t] = concat_encoded(enc_train[t], encode_for_model(extra, tokenizer, config))
     enc_dev = {t: encode_for_model(s, tokenizer, config) for t, s in dev_splits.items()}
-    pad_id = tokenizer.pad_token_id or 0
-    eval_rng = np.random.default_rng(EVAL_SUBSET_SEED)
+    return RunData(
+        tokenizer,
+        train_splits,
+        extra_splits,
+        dev_splits,
+        enc_train,
+        enc_dev,
+        subsets=eval_subsets(enc_dev, config.eval_limit),
+        pad_id=tokenizer.pad_token_id or 0,
+    )
+
+
+def eval_subsets(enc_dev: dict[str, Any], eval_limit: int | None) -> dict[str, np.ndarray | None]:
+    """Per task, the sorted dev rows periodic evaluation scores (None: the whole split).
+
+    Drawn with :data:`EVAL_SUBSET_SEED`, so every run of a sweep sees the same rows.
+    """
+    rng = np.random.default_rng(EVAL_SUBSET_SEED)
     subsets: dict[str, np.ndarray | None] = {}
     for t, enc in enc_dev.items():
         n = len(enc)
         subsets[t] = (
-            np.sort(eval_rng.choice(n, config.eval_limit, replace=False))
-            if config.eval_limit and n > config.eval_limit
-            else None
+            np.sort(rng.choice(n, eval_limit, replace=False)) if eval_limit and n > eval_limit else None
         )
-    needs_final = config.final_eval and any(s is not None for s in subsets.values())
+    return subsets
 
-    encoder = load_encoder(source, seed=config.seed)
+
+def build_model(config: RunConfig, runtime: Runtime):
+    """Stage 3: the encoder (a 'tiny' one's weights from the run's seed) with the tasks'
+    poolings and heads, on the run's device; a MultitaskModel."""
+    from mtsearch.models.encoder import load_encoder
+    from mtsearch.models.multitask import MultitaskModel
+
+    encoder = load_encoder(runtime.source, seed=config.seed)
     if config.freeze_layers and not config.frozen_encoder:
         check_freeze_depth(encoder, config)  # before SimCSE can spend minutes
-    model = MultitaskModel(encoder, config).to(device)
-    # SimCSE pre-training (mtsearch/train/simcse.py; None when config.simcse is 'none'):
-    # before freezing, the activation cache's key (a hash of the frozen weights) and the
-    # optimizer, so all of them see the pre-trained encoder. Its rows are recorded below.
-    from mtsearch.train.simcse import run_simcse
+    return MultitaskModel(encoder, config).to(runtime.device)
 
-    simcse = run_simcse(
-        config, model.encoder, [*train_splits.values(), *extra_splits.values()], tokenizer, device, precision
+
+@dataclass
+class PreStages:
+    """What :func:`pre_stages` did to the model before the loop."""
+
+    pretrained: simcse.SimcseResult | None  # SimCSE's record; None: config.simcse is 'none'
+    freezer: Freezer  # freeze_layers / frozen_encoder applied; switches the heads-only phases
+    cache: activation_cache.CacheReport | None  # None: no activation cache
+
+
+def pre_stages(config: RunConfig, runtime: Runtime, data: RunData, model) -> PreStages:
+    """Stage 4: SimCSE pre-training, then freezing and the activation cache.
+
+    SimCSE (mtsearch/train/simcse.py) runs first, so freezing, the activation cache's key
+    (a hash of the frozen weights) and the optimizer all see the pre-trained encoder; its
+    metrics rows are written by :func:`open_records`. Freezing (mtsearch/train/optim.py)
+    refuses a model too shallow for freeze_layers, still before any run directory.
+    Frozen layers' outputs are then fixed, so the activation cache may hand their output
+    to the model instead of running them.
+    """
+    pretrained = simcse.run_simcse(
+        config, model.encoder, data.training_splits(), data.tokenizer, runtime.device, runtime.precision
     )
-    # Freezing (mtsearch/train/optim.py): a model too shallow for freeze_layers is refused
-    # here, before any run directory. Frozen layers' outputs are then fixed, so the
-    # activation cache may hand their output to the model instead of running them.
     freezer = Freezer(model.encoder, config)
-    cache_report = None
+    cache = None
     if config.activation_cache and freezer.frozen_depth:
-        from mtsearch.train.activation_cache import prepare
+        pairs = [(data.train_splits[t], data.enc_train[t]) for t in config.tasks]
+        pairs += [(data.dev_splits[t], data.enc_dev[t]) for t in config.tasks]
+        cache = activation_cache.prepare(
+            config, model.encoder, freezer.frozen_depth, runtime.source, data.tokenizer, pairs, runtime.device
+        )
+    return PreStages(pretrained, freezer, cache)
 
-        pairs = [(train_splits[t], enc_train[t]) for t in config.tasks]
-        pairs += [(dev_splits[t], enc_dev[t]) for t in config.tasks]
-        cache_report = prepare(config, model.encoder, freezer.frozen_depth, source, tokenizer, pairs, device)
+
+@dataclass
+class Records:
+    """Where the run is recorded: its directory and, with ``config.mlflow``, the MLflow mirror."""
+
+    rd: RunDir
+    mirror: Any | None  # mtsearch.tracking.MlflowMirror
+
+    def close(self, result: TrainResult, mlflow_status: str) -> None:
+        """Write result.json and end the MLflow run with the best and final scores."""
+        mirror = self.mirror
+        if mirror is not None:
+            result.mlflow_run_id = mirror.run_id
+            summary = {f"best_{k}": v for k, v in result.best.get("scores", {}).items()}
+            summary["best_overall"] = result.best.get("overall", float("nan"))
+            if result.final:
+                summary.update({f"final_{k}": v for k, v in result.final.items()})
+                summary["final_overall"] = overall_score(result.final)
+        self.rd.write_result(result.to_json())
+        if mirror is not None:
+            try:
+                mirror.log_metrics(result.steps, summary)
+                mirror.finish(self.rd.path, mlflow_status)
+            except Exception as err:  # the run directory is the record; MLflow only mirrors it
+                log.warning("MLflow could not be updated at the end of the run: %s", err)
+
+
+def open_records(
+    config: RunConfig,
+    runtime: Runtime,
+    data: RunData,
+    model,
+    pre: PreStages,
+    run_dir: Path | None = None,
+    mlflow_parent: str | None = None,
+    mlflow_tags: dict[str, str] | None = None,
+) -> Records:
+    """Stage 5: the run directory (config.yaml, env.json), the MLflow mirror, the pre-stages' rows.
+
+    ``run_dir`` defaults to ``runs/<name>``; the MLflow run is nested under
+    ``mlflow_parent`` (a sweep's run) with ``mlflow_tags`` added to the run's own.
+    """
+    from mtsearch.data import fingerprint
 
     name = config.name or default_run_name(config)
     rd = RunDir(run_dir or runs_dir() / name)
     rd.write_config(config.to_yaml())
-    data_fp = fingerprint(
-        list(train_splits.values()) + list(extra_splits.values()) + list(dev_splits.values())
-    )
     model_info = {
-        "source": asdict(source),
+        "source": asdict(runtime.source),
         "parameters": sum(p.numel() for p in model.parameters()),
         "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
-    if cache_report is not None:
-        model_info["activation_cache"] = cache_report.to_json()
-    rd.write_env(environment(str(device), precision, data_fp, model_info))
+    if pre.cache is not None:
+        model_info["activation_cache"] = pre.cache.to_json()
+    rd.write_env(
+        environment(str(runtime.device), runtime.precision, fingerprint(data.all_splits()), model_info)
+    )
 
     mirror = None
     if config.mlflow:
@@ -197,298 +337,163 @@ def train(
         mirror = MlflowMirror(
             name, config.model_dump(mode="json"), {**tags, **(mlflow_tags or {})}, mlflow_parent
         )
+    if pre.pretrained is not None:
+        pre.pretrained.record(rd, mirror)  # metrics.jsonl rows of kind "simcse", MLflow simcse_loss
+    return Records(rd, mirror)
 
-    if simcse is not None:
-        simcse.record(rd, mirror)  # metrics.jsonl rows of kind "simcse", MLflow simcse_loss
-    loop = _Loop(config, model, enc_train, enc_dev, subsets, device, precision, pad_id, rd, mirror, report)
-    loop.freezer = freezer
-    status, error = "failed", None
+
+@dataclass
+class Prepared:
+    """Everything the stages before the loop built, handed whole to :class:`_Loop`."""
+
+    config: RunConfig
+    runtime: Runtime
+    data: RunData
+    model: Any  # mtsearch.models.multitask.MultitaskModel
+    freezer: Freezer
+    records: Records
+    report: Report | None
+
+
+@dataclass
+class Progress:
+    """The loop's running totals and evaluations: what a TrainResult says, even of a failed run."""
+
+    step: int = 0
+    examples: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)  # the eval rows
+    best: dict[str, Any] = field(default_factory=dict)  # step, examples, scores, overall
+    best_state: dict[str, torch.Tensor] | None = None  # the best evaluation's weights, on CPU
+
+    def result(self, run_dir: Path, status: str, seconds: float, final=None, error=None) -> TrainResult:
+        return TrainResult(
+            run_dir=run_dir,
+            status=status,
+            steps=self.step,
+            examples=self.examples,
+            seconds=round(seconds, 3),
+            best=self.best,
+            final=final,
+            error=error,
+        )
+
+
+def run_loop(run: Prepared, t_start: float) -> TrainResult:
+    """Stage 6: the multitask loop, then the best checkpoint on the full dev sets.
+
+    The records are closed whatever happens: result.json says finished, stopped_early,
+    pruned, killed or failed (with the error), and the MLflow run ends to match.
+    """
+    progress = Progress()
+    path, records = run.records.rd.path, run.records
+
+    def seconds() -> float:
+        return time.perf_counter() - t_start
+
     try:
-        status = loop.run(rng_for)
-        final = None
-        if needs_final and loop.best_state is not None:
-            model.load_state_dict(loop.best_state)
-            final = loop.full_eval()
-        result = loop.result(status, final, time.perf_counter() - t_start)
+        loop = _Loop(run, progress)  # inside: a bad budget for the phases fails the run
+        status = loop.run()
+        final = loop.final_eval()
+        result = progress.result(path, status, seconds(), final)
     except Pruned:
-        status = "pruned"
-        result = loop.result(status, None, time.perf_counter() - t_start)
-        _close(rd, mirror, result, "KILLED")
+        records.close(progress.result(path, "pruned", seconds()), "KILLED")
         raise
     except KeyboardInterrupt:
-        result = loop.result("killed", None, time.perf_counter() - t_start, error="interrupted")
-        _close(rd, mirror, result, "KILLED")
+        records.close(progress.result(path, "killed", seconds(), error="interrupted"), "KILLED")
         raise
     except BaseException as err:
-        error = f"{type(err).__name__}: {err}"
-        result = loop.result("failed", None, time.perf_counter() - t_start, error=error)
-        _close(rd, mirror, result, "FAILED")
+        records.close(
+            progress.result(path, "failed", seconds(), error=f"{type(err).__name__}: {err}"), "FAILED"
+        )
         raise
-    result.mlflow_run_id = mirror.run_id if mirror else None
-    _close(rd, mirror, result, "FINISHED")
+    records.close(result, "FINISHED")
     return result
 
 
-def _close(rd: RunDir, mirror, result: TrainResult, mlflow_status: str) -> None:
-    if mirror is not None:
-        result.mlflow_run_id = mirror.run_id
-        summary = {f"best_{k}": v for k, v in result.best.get("scores", {}).items()}
-        summary["best_overall"] = result.best.get("overall", float("nan"))
-        if result.final:
-            summary.update({f"final_{k}": v for k, v in result.final.items()})
-            summary["final_overall"] = overall_score(result.final)
-    rd.write_result(result.to_json())
-    if mirror is not None:
-        try:
-            mirror.log_metrics(result.steps, summary)
-            mirror.finish(rd.path, mlflow_status)
-        except Exception as err:  # the run directory is the record; MLflow only mirrors it
-            log.warning("MLflow could not be updated at the end of the run: %s", err)
+# ---------------------------------------------------------------------------- the loop
+class _LossWindow:
+    """Each task's mean training loss over the steps since the last evaluation."""
 
+    def __init__(self, tasks):
+        self.tasks = list(tasks)
+        self._reset()
 
-class _OptimHandle:
-    """What update rules see of the optimizer: parameters, ``step``, and ``apply`` + ``advance``.
+    def _reset(self) -> None:
+        self.sums = {t: 0.0 for t in self.tasks}
+        self.counts = {t: 0 for t in self.tasks}
 
-    ``step`` is one trainer step: ``apply`` (clip, optimizer step, zero grads) then
-    ``advance`` (the schedule moves once). A rule that steps several times per trainer
-    step (update 'separate': once per task) calls ``apply`` per task, with that task's
-    encoder lr / weight decay, and ``advance`` once at the end, so the schedule counts
-    trainer steps whatever the rule does.
+    def add(self, losses: dict[str, float]) -> None:
+        for t, v in losses.items():
+            self.sums[t] += v
+            self.counts[t] += 1
 
-    With ``grad_accum`` k the trainer sets ``accumulator`` (mtsearch/train/optim.py):
-    ``step`` then only stashes the round's gradient, except every k-th round, which steps
-    on the mean gradient of its window (config refuses update 'separate' with k > 1).
-    """
-
-    accumulator = None  # optim.GradAccumulator when grad_accum > 1
-
-    def __init__(self, model, optimizer, scheduler, max_grad_norm):
-        self.model = model
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.max_grad_norm = max_grad_norm
-        # shared: the encoder plus the pair layer para and sts share (if any; its gradient
-        # stays None for the tasks that do not use it).
-        self.shared_params = [p for p in model.shared_parameters() if p.requires_grad]
-        self.head_params = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in model.tasks}
-        self.all_params = [p for p in model.parameters() if p.requires_grad]
-
-    def step(self) -> None:
-        if self.accumulator is not None and self.accumulator.hold():
-            return  # mid-window: the gradient is stashed, the optimizer waits
-        self.apply()
-        self.advance()
-
-    def flush(self) -> None:
-        """Step now on a partly accumulated window (the run ends before the window does)."""
-        if self.accumulator is not None and self.accumulator.release():
-            self.apply()
-            self.advance()
-
-    def apply(self, *, lr: float | None = None, weight_decay: float | None = None) -> None:
-        """Clip, one optimizer step, zero the gradients; the schedule does not move.
-
-        ``lr`` replaces the encoder's peak learning rate for this step only (times the
-        schedule's current factor); ``weight_decay`` replaces the decay of the groups that
-        decay (``build_optimizer`` tags them). Both are restored afterwards.
-        """
-        saved = [(g["lr"], g["weight_decay"]) for g in self.optimizer.param_groups]
-        for g in self.optimizer.param_groups:
-            if lr is not None and g.get("role") == "encoder":
-                # keep the schedule's factor and the group's layer-wise scale (layer_lr_decay)
-                g["lr"] = lr * g.get("lr_scale", 1.0) * g["lr"] / g.get("initial_lr", g["lr"])
-            if weight_decay is not None and g.get("decay"):
-                g["weight_decay"] = weight_decay
-        try:
-            if self.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.all_params, self.max_grad_norm)
-            self.optimizer.step()
-        finally:
-            for g, (g_lr, g_wd) in zip(self.optimizer.param_groups, saved, strict=True):
-                g["lr"], g["weight_decay"] = g_lr, g_wd
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def advance(self) -> None:
-        self.scheduler.step()
+    def take(self) -> dict[str, float]:
+        """The means (tasks without a step left out); the window starts again."""
+        means = {t: self.sums[t] / self.counts[t] for t in self.tasks if self.counts[t]}
+        self._reset()
+        return means
 
 
 class _Loop:
-    def __init__(
-        self, config, model, enc_train, enc_dev, subsets, device, precision, pad_id, rd, mirror, report
-    ):
-        self.config = config
-        self.model = model
-        self.enc_train = enc_train
-        self.enc_dev = enc_dev
-        self.subsets = subsets
-        self.device = device
-        self.precision = precision
-        self.pad_id = pad_id
-        self.rd = rd
-        self.mirror = mirror
-        self.report = report
-        self.step = 0
-        self.examples = 0
-        self.tokens = 0
-        self.padded_tokens = 0
-        self.best: dict[str, Any] = {}
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.history: list[dict[str, Any]] = []
-        self.train_seconds = 0.0
-        self.eval_seconds = 0.0
-        self.rule = None  # the update rule, set by run()
-        self.probe: dict[str, dict] = {}  # gradient-conflict probe batch per task (run())
-        self.batch_loss: Callable[[str, dict], torch.Tensor] | None = None
-        self.freezer = None  # mtsearch.train.optim.Freezer: the heads-only phases (train())
+    """The multitask loop of one prepared run: built complete, then :meth:`run` once.
 
-    # ------------------------------------------------------------------ training
-    def run(self, rng_for) -> str:
-        from tqdm.auto import tqdm
+    The constructor builds what the loop steps with, in the order that fixes the run's
+    random streams: the sampler (the budget first), the task batch streams, the update
+    rule, the optimizer and its handle, the gradient-conflict probe batches.
+    """
 
-        from mtsearch.data import collate
-        from mtsearch.samplers import SAMPLERS, TaskBatches, build_streams
-        from mtsearch.train.runtime import autocast
+    def __init__(self, run: Prepared, progress: Progress):
         from mtsearch.updates import UPDATES
 
-        cfg = self.config
-        sizes = {t: len(e) for t, e in self.enc_train.items()}
-        batch_sizes = {t: cfg.task_batch_size.get(t, cfg.batch_size) for t in cfg.tasks}
-        labels = {t: e.labels for t, e in self.enc_train.items() if e.labels is not None}
-
-        def make_sampler(total_steps: int | None):
-            return SAMPLERS.create(
-                cfg.sampler,
-                cfg.args("sampler"),
-                sizes=sizes,
-                batch_sizes=batch_sizes,
-                labels=labels,
-                rng=rng_for(cfg.seed, "sampler"),
-                total_steps=total_steps,
-            )
-
+        cfg = self.config = run.config
+        self.model = run.model
+        self.data = run.data
+        self.device, self.precision = run.runtime.device, run.runtime.precision
+        self.freezer = run.freezer
+        self.records = run.records
+        self.report = run.report
+        self.progress = progress
+        self.losses = _LossWindow(cfg.tasks)
+        self.batch_sizes = {t: cfg.task_batch_size.get(t, cfg.batch_size) for t in cfg.tasks}
         # The step budget depends on the sampler (examples per step) and an annealing
         # sampler depends on the budget: a first sampler answers the former, the one that
         # trains is built with the budget. Both start from the same fresh generator, so
         # the schedule does not depend on the first one.
-        total_steps = self.total_steps(make_sampler(None))
-        sampler = make_sampler(total_steps)
-        lengths = {t: e.lengths() for t, e in self.enc_train.items()} if cfg.bucket_by_length else None
-        feed = TaskBatches(sampler, build_streams(sampler, rng_for, cfg.seed, lengths))
+        self.total_steps = self._budget(self._sampler(None))
+        self.feed = self._feed(self._sampler(self.total_steps))
         # The rule first: its own parameters (if any) join the optimizer in their own group.
-        rule = UPDATES.create(
+        self.rule = UPDATES.create(
             cfg.update, cfg.args("update"), tasks=list(cfg.tasks), rng=rng_for(cfg.seed, "update")
         ).to(self.device)
-        self.rule = rule
         optimizer, scheduler = build_optimizer(
-            self.model, cfg, total_steps, rule.extra_parameters(), rule.extra_lr()
+            self.model, cfg, self.total_steps, self.rule.extra_parameters(), self.rule.extra_lr()
         )
-        optim = _OptimHandle(self.model, optimizer, scheduler, cfg.max_grad_norm)
         # grad_accum: the handle steps the optimizer on the mean gradient every k rounds
-        optim.accumulator = make_accumulator(optimizer, cfg, total_steps)
-        phases = cfg.heads_only_steps_before + cfg.heads_only_steps_after
-        if phases > total_steps:  # a budget in max_examples is only known now
-            raise ConfigError(
-                f"heads_only_steps_before + heads_only_steps_after ({phases}) exceed the run's "
-                f"{total_steps} steps (max_examples {cfg.max_examples}): they count inside the budget"
-            )
-        if cfg.log_grad_conflict and len(cfg.tasks) > 1:
-            # One fixed probe batch per task for the gradient-conflict diagnostic, from its
-            # own generator: drawing it shifts no other random stream.
-            probe_rng = rng_for(cfg.seed, "grad_probe")
-            for t, enc in self.enc_train.items():
-                idx = probe_rng.choice(len(enc), min(len(enc), batch_sizes[t]), replace=False)
-                self.probe[t] = collate(enc, np.sort(idx), pad_id=self.pad_id)
-        self.model.train()
+        accumulator = make_accumulator(optimizer, cfg, self.total_steps)
+        self.optim = OptimHandle.for_model(self.model, optimizer, scheduler, cfg.max_grad_norm, accumulator)
+        _check_phases(cfg, self.total_steps)
+        self.probe = self._probe_batches()
 
-        loss_sums = {t: 0.0 for t in cfg.tasks}
-        loss_counts = {t: 0 for t in cfg.tasks}
-        batches: dict[str, dict] = {}
+    # ------------------------------------------------------------------ building
+    def _sampler(self, total_steps: int | None):
+        from mtsearch.samplers import SAMPLERS
 
-        def batch_loss(task: str, batch: dict) -> torch.Tensor:
-            from mtsearch.models.multitask import task_loss
-
-            inputs = [
-                {k: v.to(self.device, non_blocking=True) for k, v in seg.items()} for seg in batch["inputs"]
-            ]
-            with autocast(self.device, self.precision):
-                output = self.model(task, inputs)
-            return task_loss(task, output, batch["labels"].to(self.device), self.model.loss_options)
-
-        self.batch_loss = batch_loss  # the gradient-conflict probe in evaluate() uses it too
-
-        def loss_of(task: str) -> torch.Tensor:
-            loss = batch_loss(task, batches[task])
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"the {task} loss became {float(loss.detach())} at step {self.step + 1}: "
-                    "lower the learning rate or enable clipping (max_grad_norm)"
-                )
-            return loss
-
-        bar = tqdm(
-            total=total_steps, disable=not cfg.progress, desc=f"train {self.rd.path.name}", unit="step"
+        cfg, enc = self.config, self.data.enc_train
+        return SAMPLERS.create(
+            cfg.sampler,
+            cfg.args("sampler"),
+            sizes={t: len(e) for t, e in enc.items()},
+            batch_sizes=self.batch_sizes,
+            labels={t: e.labels for t, e in enc.items() if e.labels is not None},
+            rng=rng_for(cfg.seed, "sampler"),
+            total_steps=total_steps,
         )
-        no_better = 0
-        status = "finished"
-        t_mark = time.perf_counter()
-        try:
-            while self.step < total_steps:
-                if self.freezer is not None:  # heads-only phases: the encoder frozen or not
-                    self.freezer.enter_step(self.step, total_steps, self.model.training)
-                drawn = feed.next()  # {task: example indices} in the sampler's order
-                if drawn is None:
-                    # A finite schedule (e.g. one pass) ran out before the budget: the steps
-                    # since the last evaluation still count and are evaluated.
-                    optim.flush()
-                    if self.step and (not self.history or self.history[-1]["step"] != self.step):
-                        self.train_seconds += time.perf_counter() - t_mark
-                        self.evaluate(
-                            {t: loss_sums[t] / loss_counts[t] for t in cfg.tasks if loss_counts[t]}, optimizer
-                        )
-                    break
-                tasks = list(drawn)
-                batches.clear()
-                for t, indices in drawn.items():
-                    batch = collate(self.enc_train[t], indices, pad_id=self.pad_id)
-                    batches[t] = batch
-                    mask = batch["inputs"][0]["attention_mask"]
-                    self.examples += mask.shape[0]
-                    for seg in batch["inputs"]:
-                        self.tokens += int(seg["attention_mask"].sum())
-                        self.padded_tokens += seg["attention_mask"].numel()
-                losses = rule.step(tasks, loss_of, optim)
-                for t, v in losses.items():
-                    loss_sums[t] += v
-                    loss_counts[t] += 1
-                self.step += 1
-                elapsed = time.perf_counter() - t_mark
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{sum(losses.values()):.3f}",
-                    ex_s=f"{self.examples / max(1e-9, self.train_seconds + elapsed):.1f}",
-                )
-                last = self.step >= total_steps or (cfg.max_examples and self.examples >= cfg.max_examples)
-                if last:
-                    optim.flush()  # an accumulation window cut short by the budget still counts
-                if self.step % cfg.eval_every == 0 or last:
-                    self.train_seconds += time.perf_counter() - t_mark
-                    train_loss = {t: loss_sums[t] / loss_counts[t] for t in cfg.tasks if loss_counts[t]}
-                    loss_sums = {t: 0.0 for t in cfg.tasks}
-                    loss_counts = {t: 0 for t in cfg.tasks}
-                    improved = self.evaluate(train_loss, optimizer)
-                    bar.set_description(f"train {self.rd.path.name} dev {self.history[-1]['overall']:.3f}")
-                    no_better = 0 if improved else no_better + 1
-                    t_mark = time.perf_counter()
-                    if cfg.patience and no_better >= cfg.patience:
-                        status = "stopped_early"
-                        break
-                    if last:
-                        break
-        finally:
-            bar.close()
-        return status
 
-    def total_steps(self, sampler) -> int:
+    def _budget(self, sampler) -> int:
         """The step budget: max_steps, or fewer when max_examples comes first.
 
         max_examples becomes steps through the sampler's expected examples per step (exact
@@ -501,122 +506,250 @@ class _Loop:
             steps = min(steps, math.ceil(cfg.max_examples / sampler.expected_examples_per_step()))
         return int(steps)
 
+    def _feed(self, sampler):
+        """The sampler's tasks turned into example indices, one shuffled stream per task."""
+        from mtsearch.samplers import TaskBatches, build_streams
+
+        enc = self.data.enc_train
+        lengths = {t: e.lengths() for t, e in enc.items()} if self.config.bucket_by_length else None
+        return TaskBatches(sampler, build_streams(sampler, rng_for, self.config.seed, lengths))
+
+    def _probe_batches(self) -> dict[str, dict]:
+        """One fixed batch per task for the gradient-conflict diagnostic ({} when it is off).
+
+        Drawn from its own generator: drawing it shifts no other random stream.
+        """
+        from mtsearch.data import collate
+
+        cfg = self.config
+        if not (cfg.log_grad_conflict and len(cfg.tasks) > 1):
+            return {}
+        rng = rng_for(cfg.seed, "grad_probe")
+        probe = {}
+        for t, enc in self.data.enc_train.items():
+            idx = rng.choice(len(enc), min(len(enc), self.batch_sizes[t]), replace=False)
+            probe[t] = collate(enc, np.sort(idx), pad_id=self.data.pad_id)
+        return probe
+
+    # ------------------------------------------------------------------ training
+    def run(self) -> str:
+        """Train until the budget, the end of a finite schedule or patience stops it.
+
+        Returns the status: finished or stopped_early.
+        """
+        self.model.train()
+        bar = progress_bar(self.total_steps, f"train {self.records.rd.path.name}", self.config.progress)
+        try:
+            return self._steps(bar)
+        finally:
+            bar.close()
+
+    def _steps(self, bar) -> str:
+        cfg, done = self.config, self.progress
+        no_better = 0
+        t_mark = time.perf_counter()
+        while done.step < self.total_steps:
+            self.freezer.enter_step(done.step, self.total_steps, self.model.training)  # heads-only phases
+            drawn = self.feed.next()  # {task: example indices} in the sampler's order
+            if drawn is None:
+                # A finite schedule (e.g. one pass) ran out before the budget: the steps
+                # since the last evaluation still count and are evaluated.
+                self.optim.flush()
+                if done.step and (not done.history or done.history[-1]["step"] != done.step):
+                    self._evaluate_window(t_mark)
+                return "finished"
+            losses = self._train_step(drawn)
+            bar.update(1)
+            speed = done.examples / max(1e-9, done.train_seconds + time.perf_counter() - t_mark)
+            bar.set_postfix(loss=f"{sum(losses.values()):.3f}", ex_s=f"{speed:.1f}")
+            last = done.step >= self.total_steps or (cfg.max_examples and done.examples >= cfg.max_examples)
+            if last:
+                self.optim.flush()  # an accumulation window cut short by the budget still counts
+            if done.step % cfg.eval_every == 0 or last:
+                improved = self._evaluate_window(t_mark)
+                bar.set_description(
+                    f"train {self.records.rd.path.name} dev {done.history[-1]['overall']:.3f}"
+                )
+                no_better = 0 if improved else no_better + 1
+                t_mark = time.perf_counter()
+                if cfg.patience and no_better >= cfg.patience:
+                    return "stopped_early"
+                if last:
+                    return "finished"
+        return "finished"
+
+    def _train_step(self, drawn: dict[str, np.ndarray]) -> dict[str, float]:
+        """One step: the drawn batches, the update rule on their losses; the loss per task."""
+        batches = {t: self._collate(t, indices) for t, indices in drawn.items()}
+        losses = self.rule.step(list(drawn), lambda t: self._checked_loss(t, batches[t]), self.optim)
+        self.losses.add(losses)
+        self.progress.step += 1
+        return losses
+
+    def _collate(self, task: str, indices: np.ndarray) -> dict:
+        """The task's training batch of ``indices``, counted in examples and tokens."""
+        from mtsearch.data import collate
+
+        batch = collate(self.data.enc_train[task], indices, pad_id=self.data.pad_id)
+        done = self.progress
+        done.examples += batch["inputs"][0]["attention_mask"].shape[0]
+        for seg in batch["inputs"]:
+            done.tokens += int(seg["attention_mask"].sum())
+            done.padded_tokens += seg["attention_mask"].numel()
+        return batch
+
+    def batch_loss(self, task: str, batch: dict) -> torch.Tensor:
+        """The model's loss on one collated batch of ``task`` (training or probe)."""
+        from mtsearch.models.multitask import task_loss
+
+        inputs = [
+            {k: v.to(self.device, non_blocking=True) for k, v in seg.items()} for seg in batch["inputs"]
+        ]
+        with autocast(self.device, self.precision):
+            output = self.model(task, inputs)
+        return task_loss(task, output, batch["labels"].to(self.device), self.model.loss_options)
+
+    def _checked_loss(self, task: str, batch: dict) -> torch.Tensor:
+        """``loss_of(task)`` for the update rule: the batch's loss, NonFiniteLoss if it diverged."""
+        loss = self.batch_loss(task, batch)
+        advice = "lower the learning rate or enable clipping (max_grad_norm)"
+        finite_loss(loss, task, f"step {self.progress.step + 1}", advice)
+        return loss
+
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self, train_loss: dict[str, float], optimizer) -> bool:
-        from mtsearch.train.evaluate import evaluate
+    def _evaluate_window(self, t_mark: float) -> bool:
+        """Close the training window that started at ``t_mark`` and evaluate; True if best."""
+        self.progress.train_seconds += time.perf_counter() - t_mark
+        return self.evaluate(self.losses.take())
 
+    def evaluate(self, train_loss: dict[str, float]) -> bool:
+        """Score the dev subsets, record the row, keep the best checkpoint, report; True if best."""
+        done = self.progress
         t0 = time.perf_counter()
-        scores, dev_loss = evaluate(
-            self.model,
-            self.enc_dev,
-            self.subsets,
-            self.device,
-            self.precision,
-            self.config.eval_batch_size,
-            self.pad_id,
-        )
-        grad_cosine = None
-        # (not while the whole encoder is frozen: there is no encoder gradient to compare)
-        trainable = any(p.requires_grad for p in self.model.encoder.parameters())
-        if self.probe and self.batch_loss is not None and trainable:
-            from mtsearch.updates import gradient_cosines
-
-            # Do the tasks conflict? Cosines of their encoder gradients on the fixed probe
-            # batches (eval mode, no .grad touched, no step: training is unaffected).
-            grad_cosine = gradient_cosines(
-                self.model, list(self.probe), lambda t: self.batch_loss(t, self.probe[t])
-            )
-        self.eval_seconds += time.perf_counter() - t0
-        overall = overall_score(scores)
-        row = {
-            "kind": "eval",
-            "step": self.step,
-            "examples": self.examples,
-            "scores": scores,
-            "overall": overall,
-            "train_loss": train_loss,
-            "dev_loss": dev_loss,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_seconds": round(self.train_seconds, 3),
-            "eval_seconds": round(self.eval_seconds, 3),
-            "examples_per_second": self.examples / max(1e-9, self.train_seconds),
-            "padding_efficiency": self.tokens / max(1, self.padded_tokens),
-            "tokens": self.tokens,
-            "padded_tokens": self.padded_tokens,
-            "eval_examples": sum(
-                len(e) if self.subsets.get(t) is None else len(self.subsets[t])
-                for t, e in self.enc_dev.items()
-            ),
-        }
+        scores, dev_loss = self._score(self.data.subsets)
+        grad_cosine = self._grad_cosine()
+        done.eval_seconds += time.perf_counter() - t0
+        row = self._eval_row(scores, dev_loss, train_loss)
         if grad_cosine is not None:
             row["grad_cosine"] = grad_cosine
-        if self.rule is not None and self.rule.state():
+        if self.rule.state():
             row["update_state"] = self.rule.state()  # e.g. the learned task log-variances
-        improved = not self.best or overall > self.best["overall"]
+        improved = not done.best or row["overall"] > done.best["overall"]
         row["best"] = improved
-        self.history.append(row)
-        self.rd.append_metrics(row)
+        done.history.append(row)
+        self.records.rd.append_metrics(row)
         if improved:
-            self.best = {k: row[k] for k in ("step", "examples", "scores", "overall")}
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            if self.config.save_checkpoint:
-                self.rd.save_checkpoint(
-                    self.best_state,
-                    {"step": str(self.step), "overall": f"{overall:.6f}", "model": self.config.model},
-                )
-        flat = self.flat(row)
-        if self.mirror is not None:
-            self.mirror.log_metrics(self.step, flat)
+            self._keep_best(row)
+        flat = flat_metrics(row)
+        if self.records.mirror is not None:
+            self.records.mirror.log_metrics(done.step, flat)
         if self.report is not None:
-            self.report(self.step, flat)  # may raise Pruned
+            self.report(done.step, flat)  # may raise Pruned
         return improved
 
-    @staticmethod
-    def flat(row: dict[str, Any]) -> dict[str, float]:
-        out: dict[str, float] = {"overall": row["overall"], "examples": row["examples"], "lr": row["lr"]}
-        out.update(row["scores"])
-        out.update({f"train_loss_{t}": v for t, v in row["train_loss"].items()})
-        out.update({f"dev_loss_{t}": v for t, v in row["dev_loss"].items()})
-        out["examples_per_second"] = row["examples_per_second"]
-        out.update(
-            {f"grad_cos_{pair.replace('|', '_')}": v for pair, v in row.get("grad_cosine", {}).items()}
-        )
-        out.update({f"update_{k}": v for k, v in row.get("update_state", {}).items()})
-        return out
-
-    def full_eval(self) -> dict[str, float]:
+    def _score(self, subsets: dict[str, np.ndarray | None]) -> tuple[dict[str, float], dict[str, float]]:
         from mtsearch.train.evaluate import evaluate
 
-        full = {t: None for t in self.enc_dev}
-        scores, dev_loss = evaluate(
+        data = self.data
+        return evaluate(
             self.model,
-            self.enc_dev,
-            full,
+            data.enc_dev,
+            subsets,
             self.device,
             self.precision,
             self.config.eval_batch_size,
-            self.pad_id,
+            data.pad_id,
         )
+
+    def _grad_cosine(self) -> dict[str, float] | None:
+        """Do the tasks conflict? Cosines of their encoder gradients on the probe batches.
+
+        Eval mode, no .grad touched, no step: training is unaffected. None without probe
+        batches or while the whole encoder is frozen (there is no encoder gradient).
+        """
+        trainable = any(p.requires_grad for p in self.model.encoder.parameters())
+        if not self.probe or not trainable:
+            return None
+        from mtsearch.updates import gradient_cosines
+
+        return gradient_cosines(self.model, list(self.probe), lambda t: self.batch_loss(t, self.probe[t]))
+
+    def _eval_row(self, scores, dev_loss, train_loss) -> dict[str, Any]:
+        """The metrics.jsonl row of kind 'eval' (without its optional keys and 'best')."""
+        done, data = self.progress, self.data
+        return {
+            "kind": "eval",
+            "step": done.step,
+            "examples": done.examples,
+            "scores": scores,
+            "overall": overall_score(scores),
+            "train_loss": train_loss,
+            "dev_loss": dev_loss,
+            "lr": self.optim.lr,
+            "train_seconds": round(done.train_seconds, 3),
+            "eval_seconds": round(done.eval_seconds, 3),
+            "examples_per_second": done.examples / max(1e-9, done.train_seconds),
+            "padding_efficiency": done.tokens / max(1, done.padded_tokens),
+            "tokens": done.tokens,
+            "padded_tokens": done.padded_tokens,
+            "eval_examples": sum(
+                len(e) if data.subsets.get(t) is None else len(data.subsets[t])
+                for t, e in data.enc_dev.items()
+            ),
+        }
+
+    def _keep_best(self, row: dict[str, Any]) -> None:
+        """Remember the evaluation and the model's weights; save them with save_checkpoint."""
+        done = self.progress
+        done.best = {k: row[k] for k in ("step", "examples", "scores", "overall")}
+        done.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if self.config.save_checkpoint:
+            self.records.rd.save_checkpoint(
+                done.best_state,
+                {"step": str(done.step), "overall": f"{row['overall']:.6f}", "model": self.config.model},
+            )
+
+    def final_eval(self) -> dict[str, float] | None:
+        """The best checkpoint's scores on the full dev sets, recorded as a row of kind 'final'.
+
+        None when final_eval is off, periodic evaluation already scored full dev sets, or
+        nothing was evaluated. Loads the best weights into the model.
+        """
+        done, data = self.progress, self.data
+        needed = self.config.final_eval and any(s is not None for s in data.subsets.values())
+        if not needed or done.best_state is None:
+            return None
+        self.model.load_state_dict(done.best_state)
+        scores, dev_loss = self._score({t: None for t in data.enc_dev})
         row = {
             "kind": "final",
-            "step": self.best.get("step"),
-            "examples": self.best.get("examples"),
+            "step": done.best.get("step"),
+            "examples": done.best.get("examples"),
             "scores": scores,
             "overall": overall_score(scores),
             "dev_loss": dev_loss,
-            "dev_sizes": {t: len(e) for t, e in self.enc_dev.items()},
+            "dev_sizes": {t: len(e) for t, e in data.enc_dev.items()},
         }
-        self.rd.append_metrics(row)
+        self.records.rd.append_metrics(row)
         return scores
 
-    def result(self, status: str, final, seconds: float, error: str | None = None) -> TrainResult:
-        return TrainResult(
-            run_dir=self.rd.path,
-            status=status,
-            steps=self.step,
-            examples=self.examples,
-            seconds=round(seconds, 3),
-            best=self.best,
-            final=final,
-            error=error,
+
+def _check_phases(config: RunConfig, total_steps: int) -> None:
+    phases = config.heads_only_steps_before + config.heads_only_steps_after
+    if phases > total_steps:  # a budget in max_examples is only known now
+        raise ConfigError(
+            f"heads_only_steps_before + heads_only_steps_after ({phases}) exceed the run's "
+            f"{total_steps} steps (max_examples {config.max_examples}): they count inside the budget"
         )
+
+
+def flat_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """An eval row as the flat metrics MLflow and ``report`` get."""
+    out: dict[str, float] = {"overall": row["overall"], "examples": row["examples"], "lr": row["lr"]}
+    out.update(row["scores"])
+    out.update({f"train_loss_{t}": v for t, v in row["train_loss"].items()})
+    out.update({f"dev_loss_{t}": v for t, v in row["dev_loss"].items()})
+    out["examples_per_second"] = row["examples_per_second"]
+    out.update({f"grad_cos_{pair.replace('|', '_')}": v for pair, v in row.get("grad_cosine", {}).items()})
+    out.update({f"update_{k}": v for k, v in row.get("update_state", {}).items()})
+    return out

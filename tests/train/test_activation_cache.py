@@ -16,7 +16,7 @@ from mtsearch.records import read_metrics
 from mtsearch.train import activation_cache as ac
 from mtsearch.train import train
 from mtsearch.train.optim import Freezer
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 CPU = torch.device("cpu")
 #: cached vs uncached: the same float32 operations on differently padded batches

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from mtsearch.models.encoder import load_encoder, resolve_model
 from mtsearch.records import read_metrics
 from mtsearch.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_minilm_trains_on_real_data(data_dir, runs):

@@ -17,14 +17,14 @@ from mtsearch.train import train
 from mtsearch.train.optim import (
     Freezer,
     GradAccumulator,
+    OptimHandle,
     build_optimizer,
     optimizer_steps,
     phase_bounds,
     step_rounds,
 )
-from mtsearch.train.trainer import _OptimHandle
 from mtsearch.updates import UPDATES
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 from tests.updates.helpers import TASKS3, loss_fn, random_batches, snapshot, tiny_model
 
 
@@ -147,7 +147,7 @@ def test_a_rules_encoder_lr_override_keeps_the_layer_scale():
             {g["lr_scale"]: g["lr"] for g in opt.param_groups if g["role"] == "encoder"}
         )
     )
-    handle = _OptimHandle(model, optimizer, scheduler, None)
+    handle = OptimHandle.for_model(model, optimizer, scheduler, None)
     handle.apply(lr=1e-2)
     assert seen == pytest.approx({1.0: 1e-2, 0.5: 5e-3, 0.25: 2.5e-3})
     assert optimizer.param_groups[0]["lr"] == 1e-3  # restored
@@ -179,7 +179,7 @@ def test_accumulating_two_rounds_is_one_step_on_their_concatenation():
 
     def handle(m):
         opt = torch.optim.SGD(m.parameters(), lr=0.5)
-        return _OptimHandle(m, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), None)
+        return OptimHandle.for_model(m, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), None)
 
     acc = handle(model)
     acc.accumulator = GradAccumulator([p for p in model.parameters()], ends=[1])
@@ -256,7 +256,7 @@ def test_frozen_layers_get_no_update_and_no_dropout():
     frozen = {n: p.detach().clone() for m in parts.lower(1) for n, p in m.named_parameters()}
     top = {n: p.detach().clone() for n, p in parts.layers[1].named_parameters()}
     optimizer, scheduler = build_optimizer(model, cfg, 10)
-    handle = _OptimHandle(model, optimizer, scheduler, 1.0)
+    handle = OptimHandle.for_model(model, optimizer, scheduler, 1.0)
     rule = UPDATES.create("combined", cfg.args("update"), tasks=list(TASKS3))
     for seed in range(3):
         rule.step(list(TASKS3), loss_fn(model, random_batches(seed=seed)), handle)
@@ -282,7 +282,7 @@ def test_heads_only_phases_leave_the_encoder_unchanged():
     )
     freezer = Freezer(model.encoder, cfg)
     optimizer, scheduler = build_optimizer(model, cfg, 6)  # before the phases: they toggle
-    handle = _OptimHandle(model, optimizer, scheduler, 1.0)
+    handle = OptimHandle.for_model(model, optimizer, scheduler, 1.0)
     rule = UPDATES.create("combined", cfg.args("update"), tasks=list(TASKS3))
     model.train()
     lower = encoder_parts(model.encoder).lower(1)

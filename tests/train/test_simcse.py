@@ -13,11 +13,11 @@ import torch
 import mtsearch.train.simcse as sc
 from mtsearch.config import make_config
 from mtsearch.data import load_split
-from mtsearch.errors import ConfigError, DataError
+from mtsearch.errors import ConfigError, DataError, NonFiniteLoss
 from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
 from mtsearch.records import read_metrics
 from mtsearch.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 TOL = 1e-6  # float32 softmax of a 3x3 matrix: far below this
@@ -194,6 +194,19 @@ def test_sup_without_positives_fails_clearly(small_data_dir, tokenizer, runs):
             simcse_sup_threshold=5.0,
             train_limit=1,
         )
+
+
+def test_a_diverged_loss_stops_the_stage_before_any_step(small_data_dir, tokenizer, runs, monkeypatch):
+    # the same check as the multitask loop's (optim.finite_loss), with the stage's own advice
+    monkeypatch.setattr(sc, "contrastive_loss", lambda a, p, t, same=None: (a.sum() + p.sum()) * float("nan"))
+    cfg = tiny_config(small_data_dir, simcse="unsup", simcse_steps=3, simcse_batch_size=8, train_limit=32)
+    encoder = load_encoder(resolve_model("tiny"), seed=0).eval()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    splits = [load_split(t, "train", small_data_dir, limit=32, warn=False) for t in cfg.tasks]
+    with pytest.raises(NonFiniteLoss, match=r"the simcse loss became nan at simcse step 1: lower simcse_lr"):
+        sc.run_simcse(cfg, encoder, splits, tokenizer, torch.device("cpu"))
+    assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
+    assert all(p.grad is None for p in encoder.parameters()) and not encoder.training  # as it was
 
 
 # ------------------------------------------------------------------ in a run

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from mtsearch.errors import ConfigError, DataError, ModelError
 from mtsearch.records import read_metrics
 from mtsearch.train import NonFiniteLoss, Pruned, train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def _evals(result):

@@ -13,7 +13,7 @@ from mtsearch.errors import ConfigError, DataError
 from mtsearch.records import read_metrics
 from mtsearch.tasks import overall_score
 from mtsearch.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 # STS train format; line 3 is malformed (a label above 5), the other three are used.
 EXTRA_STS = (
@@ -27,15 +27,16 @@ EXTRA_STS = (
 
 @pytest.fixture
 def seen_train(monkeypatch):
-    """The training encodings the loop receives, per task (captured when it starts)."""
+    """The training encodings the loop receives, per task (captured from the data stage)."""
     seen: dict = {}
-    real = trainer._Loop.run
+    real = trainer.load_data
 
-    def run(self, rng_for):
-        seen.update(self.enc_train)
-        return real(self, rng_for)
+    def load_data(config, runtime):
+        data = real(config, runtime)
+        seen.update(data.enc_train)
+        return data
 
-    monkeypatch.setattr(trainer._Loop, "run", run)
+    monkeypatch.setattr(trainer, "load_data", load_data)
     return seen
 
 

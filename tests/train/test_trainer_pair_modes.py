@@ -13,8 +13,8 @@ from mtsearch.records import read_metrics
 from mtsearch.tasks import task_score
 from mtsearch.train import train
 from mtsearch.train.evaluate import predict
-from mtsearch.train.trainer import build_optimizer
-from tests.conftest import tiny_config
+from mtsearch.train.optim import build_optimizer
+from tests.helpers import tiny_config
 
 DEV_ROWS = 150
 
