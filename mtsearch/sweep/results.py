@@ -29,6 +29,7 @@ from mtsearch.sweep.runner import read_sweep_meta, sweeps_dir
 from mtsearch.tasks import TASKS
 
 ALPHA = 0.05
+NA = "n/a"  # the level of a conditional dimension in a run where it does not apply
 
 
 @dataclass
@@ -119,8 +120,18 @@ def welch(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def _level(value: Any) -> str:
+def level_label(value: Any) -> str:
+    """A dimension's value as its level in the tables: lists and dicts as JSON, anything else as str.
+
+    The one spelling of a level: the ablation, the leaderboard, the curves and the dashboard's
+    level orders all match levels by this text.
+    """
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def shown_level(cell: Any) -> str:
+    """A level cell of a table for display: :data:`NA` where the dimension does not apply (None, NaN)."""
+    return NA if _missing(cell) else level_label(cell)
 
 
 def compute(name: str) -> SweepResults:
@@ -141,7 +152,7 @@ def compute(name: str) -> SweepResults:
             sweep_dir.name, sweep_dir, meta, runs, empty, empty, None, metrics, dims, incomplete
         )
     for d in dims:
-        runs[d] = runs["params"].map(lambda p, d=d: _level(p[d]) if d in p else None)
+        runs[d] = runs["params"].map(lambda p, d=d: level_label(p[d]) if d in p else None)
     ok = runs[runs["overall"].notna()].copy()
 
     # Configurations: mean and spread over seeds.
