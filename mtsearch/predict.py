@@ -1,14 +1,17 @@
 """Predictions of a finished run in the CS224N output format.
 
-``mtsearch predict RUN`` loads the run's config and best checkpoint and writes, per
-task and split, ``<run>/predictions/<task>-<split>-output.csv`` with the course's
-header and one ``id , prediction`` line per example.
+``mtsearch predict RUN`` loads the run's config and best checkpoint (:func:`load_run`, which
+the dashboard's error analysis uses too) and writes, per task and split,
+``<run>/predictions/<task>-<split>-output.csv`` with the course's header and one
+``id , prediction`` line per example.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mtsearch.config import load_config
 from mtsearch.errors import MtsearchError
@@ -30,6 +33,63 @@ def find_run(run: str) -> Path:
     return path
 
 
+@dataclass
+class LoadedRun:
+    """A finished run ready to predict: its config, data folder, tokenizer and best checkpoint."""
+
+    path: Path
+    config: Any  # mtsearch.config.RunConfig
+    data_dir: Path
+    tokenizer: Any
+    model: Any  # mtsearch.models.multitask.MultitaskModel, in eval mode on `device`
+    device: Any
+    precision: str
+
+    def encode(self, data):
+        """A split's examples tokenized the way the run trained."""
+        from mtsearch.models.multitask import encode_for_model
+
+        return encode_for_model(data, self.tokenizer, self.config)
+
+    def predict(self, task: str, encoded):
+        """(example indices, predictions) for every example of an encoded split."""
+        import torch
+
+        from mtsearch.train.evaluate import predict
+
+        with torch.inference_mode():
+            idx, preds, _ = predict(self.model, task, encoded, None, self.device, self.precision,
+                                    self.config.eval_batch_size, self.tokenizer.pad_token_id or 0)  # fmt: skip
+        return idx, preds
+
+
+def load_run(run: str | Path, data_dir: str | None = None, splits=("dev",)) -> LoadedRun:
+    """Load a finished run (a folder, or a name under runs/) for inference.
+
+    ``data_dir`` overrides the run's data folder. The files of ``splits`` must be there,
+    except test: a test file may be missing from a mirror (the QQP test file is not in every
+    copy), so predicting it is skipped with a warning instead.
+    """
+    from safetensors.torch import load_file
+
+    from mtsearch.data import require_files, resolve_data_dir
+    from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
+    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.train.runtime import pick_device
+
+    path = find_run(str(run))
+    config = load_config(path / "config.yaml", {"data_dir": data_dir} if data_dir else {})
+    source = resolve_model(config.model)
+    ddir = resolve_data_dir(config.data_dir)
+    require_files(ddir, list(config.tasks), [s for s in splits if s != "test"])
+    device, precision = pick_device(config)
+    tokenizer = load_tokenizer(source)
+    model = MultitaskModel(load_encoder(source, seed=config.seed), config)
+    model.load_state_dict(load_file(str(path / "best.safetensors")))
+    model.to(device).eval()
+    return LoadedRun(path, config, ddir, tokenizer, model, device, precision)
+
+
 def format_prediction(task: str, value: float) -> str:
     kind = TASKS[task].kind
     return f"{value:.4f}" if kind == "regression" else str(int(value))
@@ -38,55 +98,27 @@ def format_prediction(task: str, value: float) -> str:
 def predict_run(
     run: str, data_dir: str | None = None, splits=("dev", "test"), out_dir: Path | None = None
 ) -> list[Path]:
-    import torch
-    from safetensors.torch import load_file
+    from mtsearch.data import load_split, split_path
 
-    from mtsearch.data import load_split, require_files, resolve_data_dir, split_path
-    from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel, encode_for_model
-    from mtsearch.train.evaluate import predict
-    from mtsearch.train.runtime import pick_device
-
-    path = find_run(run)
-    config = load_config(path / "config.yaml", {"data_dir": data_dir} if data_dir else {})
-    source = resolve_model(config.model)
-    ddir = resolve_data_dir(config.data_dir)
-    # dev must be there (the run trained against it); a test file may be missing from a
-    # mirror (the QQP test file is not in every copy): those are skipped with a warning.
-    require_files(ddir, list(config.tasks), [s for s in splits if s != "test"])
-    device, precision = pick_device(config)
-    tokenizer = load_tokenizer(source)
-    model = MultitaskModel(load_encoder(source, seed=config.seed), config)
-    model.load_state_dict(load_file(str(path / "best.safetensors")))
-    model.to(device).eval()
-    out_dir = out_dir or path / "predictions"
+    loaded = load_run(run, data_dir, splits)
+    config, ddir = loaded.config, loaded.data_dir
+    out_dir = out_dir or loaded.path / "predictions"
     written = []
-    with torch.inference_mode():
-        for task in config.tasks:
-            for split in splits:
-                if split_path(task, split, ddir) is None:
-                    log.warning("no %s %s file in %s: its predictions are skipped", task, split, ddir)
-                    continue
-                data = load_split(task, split, ddir, strict=config.strict_data)
-                enc = encode_for_model(data, tokenizer, config)
-                idx, preds, _ = predict(
-                    model,
-                    task,
-                    enc,
-                    None,
-                    device,
-                    precision,
-                    config.eval_batch_size,
-                    tokenizer.pad_token_id or 0,
-                )
-                lines = [TASKS[task].prediction_header]
-                lines += [
-                    f"{enc.ids[i]} , {format_prediction(task, p)} " for i, p in zip(idx, preds, strict=True)
-                ]
-                target = out_dir / f"{task}-{split}-output.csv"
-                atomic_write_text(target, "\n".join(lines) + "\n")
-                written.append(target)
+    for task in config.tasks:
+        for split in splits:
+            if split_path(task, split, ddir) is None:
+                log.warning("no %s %s file in %s: its predictions are skipped", task, split, ddir)
+                continue
+            enc = loaded.encode(load_split(task, split, ddir, strict=config.strict_data))
+            idx, preds = loaded.predict(task, enc)
+            lines = [TASKS[task].prediction_header]
+            lines += [
+                f"{enc.ids[i]} , {format_prediction(task, p)} " for i, p in zip(idx, preds, strict=True)
+            ]
+            target = out_dir / f"{task}-{split}-output.csv"
+            atomic_write_text(target, "\n".join(lines) + "\n")
+            written.append(target)
     return written
 
 
-__all__ = ["predict_run", "find_run"]
+__all__ = ["LoadedRun", "find_run", "load_run", "predict_run"]

@@ -2,7 +2,8 @@
 
 The default store is a sqlite file inside ``runs/`` (``runs/mlflow.db``, artifacts in
 ``runs/mlartifacts``) so nothing needs a server; ``MLFLOW_TRACKING_URI`` points
-elsewhere. MLflow is imported here only, and only when a run asks for it.
+elsewhere. MLflow is imported here only (:func:`mlflow_client`), and only when a run or
+the dashboard asks for it.
 """
 
 from __future__ import annotations
@@ -19,28 +20,38 @@ log = logging.getLogger("mtsearch.tracking")
 
 
 def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    root = runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    """Where the MLflow store lives: ``MLFLOW_TRACKING_URI``, else ``runs/mlflow.db``.
+
+    The one place that decides it: runs write there and the dashboard reads there.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(runs_dir() / 'mlflow.db').resolve()}"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store, None for any other store (a server, a database)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def artifact_location() -> str:
     return (runs_dir() / "mlartifacts").resolve().as_uri()
 
 
-def _mlflow():
+def mlflow_client():
+    """An ``MlflowClient`` on the store of :func:`tracking_uri` (MLflow is imported here, when used)."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     # MLflow configures its own logger on import and reports alembic migrations and
     # store creation at INFO on first use: noise in a training log.
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return mlflow
+    uri = tracking_uri()
+    db = sqlite_file(uri)
+    if db is not None:  # sqlite creates the file, not the folder it goes in
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient()
 
 
 def get_experiment_id(client, name: str = EXPERIMENT) -> str:
@@ -70,10 +81,7 @@ class MlflowMirror:
     def __init__(
         self, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None
     ):
-        mlflow = _mlflow()
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient()
+        self.client = mlflow_client()
         exp_id = get_experiment_id(self.client)
         all_tags = {"mlflow.runName": run_name, **tags}
         if parent_run_id:
@@ -88,7 +96,6 @@ class MlflowMirror:
         items = [Param(k, v[:6000]) for k, v in flat.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
-        self._mlflow = mlflow
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         import time
@@ -103,10 +110,6 @@ class MlflowMirror:
         ]
         if items:
             self.client.log_batch(self.run_id, metrics=items)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, v)
 
     def finish(self, run_dir: Path | None, status: str) -> None:
         """status: FINISHED, FAILED or KILLED."""
@@ -124,11 +127,9 @@ class MlflowMirror:
 
 def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     """The sweep's parent run: one per sweep, its trials' runs are its children."""
-    _mlflow()
     from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    client = mlflow_client()
     exp_id = get_experiment_id(client)
     run = client.create_run(
         exp_id, run_name=f"sweep:{name}", tags={"mlflow.runName": f"sweep:{name}", **tags}
@@ -138,13 +139,11 @@ def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
 
 
 def finish_parent(run_id: str, metrics: dict[str, float], status: str = "FINISHED") -> None:
-    _mlflow()
     import time
 
     from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    client = mlflow_client()
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]
     if items:
@@ -158,10 +157,7 @@ def close_running_children(sweep: str, status: str = "KILLED", trial: int | None
     A killed process never tells MLflow; ``FAILED`` for a crash, ``KILLED`` for a run a
     scheduler stopped on purpose.
     """
-    _mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
+    client = mlflow_client()
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return []

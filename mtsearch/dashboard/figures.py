@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mtsearch.dashboard.data import NA, SweepData, ablation_for, condition_text, metric_label, verdict
+from mtsearch.dashboard.ablation import ablation_for, condition_text, verdict
+from mtsearch.dashboard.sweeps import SweepData, metric_label
+from mtsearch.sweep.results import NA
 
 #: colour of an ablation level by its verdict against the best level
 VERDICT_COLOURS = {

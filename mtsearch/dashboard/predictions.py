@@ -1,7 +1,7 @@
 """Dev predictions of one run, example by example, for error analysis.
 
 ``compute_detailed(run)`` loads the run's config and best checkpoint the way
-``mtsearch predict`` does (:mod:`mtsearch.predict`), predicts every dev example of every
+``mtsearch predict`` does (:func:`mtsearch.predict.load_run`), predicts every dev example of every
 task with :func:`mtsearch.train.evaluate.predict` and writes
 ``<run>/predictions/dev-detailed.jsonl``: a first line ``{"meta": {...}}`` (checkpoint
 time, data folder, limit) then one line per example with its task, id, sentences, gold
@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mtsearch.records import atomic_write_text
+
+if TYPE_CHECKING:
+    from mtsearch.dashboard.sweeps import SweepData
 
 DETAILED = Path("predictions") / "dev-detailed.jsonl"
 
@@ -40,68 +43,40 @@ def is_current(run_dir: Path) -> bool:
 def compute_detailed(run_dir: Path | str, data_dir: str | None = None, limit: int | None = None) -> Path:
     """Predict the dev sets with the run's best checkpoint; ``limit``: a seeded subset per task."""
     import torch
-    from safetensors.torch import load_file
 
-    from mtsearch.config import load_config
-    from mtsearch.data import load_split, require_files, resolve_data_dir
-    from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel, encode_for_model
-    from mtsearch.predict import find_run
-    from mtsearch.train.evaluate import predict
-    from mtsearch.train.runtime import pick_device
+    from mtsearch.data import load_split
+    from mtsearch.predict import load_run
 
-    path = find_run(str(run_dir))
-    config = load_config(path / "config.yaml", {"data_dir": data_dir} if data_dir else {})
-    source = resolve_model(config.model)
-    ddir = resolve_data_dir(config.data_dir)
-    require_files(ddir, list(config.tasks), ["dev"])
-    device, precision = pick_device(config)
-    if config.num_threads:
+    run = load_run(run_dir, data_dir, splits=("dev",))
+    config, path = run.config, run.path
+    if config.num_threads:  # the dashboard's server shares the machine with running sweeps
         torch.set_num_threads(config.num_threads)
-    tokenizer = load_tokenizer(source)
-    model = MultitaskModel(load_encoder(source, seed=config.seed), config)
-    model.load_state_dict(load_file(str(path / "best.safetensors")))
-    model.to(device).eval()
-    lines = [
-        json.dumps(
-            {
-                "meta": {
-                    "run": path.name,
-                    "checkpoint_mtime": (path / "best.safetensors").stat().st_mtime,
-                    "data_dir": str(ddir),
-                    "limit": limit,
-                    "tasks": list(config.tasks),
-                    "created": time.time(),
-                }
-            }
-        )
-    ]
-    with torch.inference_mode():
-        for task in config.tasks:
-            data = load_split(task, "dev", ddir, strict=config.strict_data, limit=limit, warn=False)
-            enc = encode_for_model(data, tokenizer, config)
-            if len(enc) != len(data.examples):
-                raise RuntimeError(f"{task}: {len(enc)} encoded examples for {len(data.examples)} read")
-            idx, preds, _ = predict(
-                model, task, enc, None, device, precision, config.eval_batch_size, tokenizer.pad_token_id or 0
-            )
-            for i, p in zip(idx, preds, strict=True):
-                ex = data.examples[int(i)]
-                lines.append(
-                    json.dumps(
-                        {
-                            "task": task,
-                            "id": ex.id,
-                            "sentence1": ex.text_a,
-                            "sentence2": ex.text_b,
-                            "gold": ex.label,
-                            "pred": float(p),
-                        }
-                    )
-                )
+    meta = {"run": path.name, "checkpoint_mtime": (path / "best.safetensors").stat().st_mtime,
+            "data_dir": str(run.data_dir), "limit": limit, "tasks": list(config.tasks), "created": time.time()}  # fmt: skip
+    lines = [json.dumps({"meta": meta})]
+    for task in config.tasks:
+        data = load_split(task, "dev", run.data_dir, strict=config.strict_data, limit=limit, warn=False)
+        enc = run.encode(data)
+        if len(enc) != len(data.examples):
+            raise RuntimeError(f"{task}: {len(enc)} encoded examples for {len(data.examples)} read")
+        idx, preds = run.predict(task, enc)
+        for i, p in zip(idx, preds, strict=True):
+            ex = data.examples[int(i)]
+            lines.append(json.dumps({"task": task, "id": ex.id, "sentence1": ex.text_a, "sentence2": ex.text_b,
+                                     "gold": ex.label, "pred": float(p)}))  # fmt: skip
     target = detailed_path(path)
     atomic_write_text(target, "\n".join(lines) + "\n")
     return target
+
+
+def runs_with_checkpoint(data: SweepData) -> list[str]:
+    """The runs of a sweep that kept a checkpoint, best first."""
+    trials = data.sweep_dir / "trials"
+    names = sorted(rd.name for rd in trials.iterdir() if has_checkpoint(rd)) if trials.is_dir() else []
+    if data.has_results:  # best runs first
+        order = data.results.runs.sort_values("overall", ascending=False)["run"].tolist()
+        names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    return names
 
 
 def read_detailed(run_dir: Path) -> tuple[dict[str, Any], Any] | None:

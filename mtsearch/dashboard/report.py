@@ -11,9 +11,13 @@ import html
 import time
 from pathlib import Path
 
-from mtsearch.dashboard import data as D
 from mtsearch.dashboard import figures as F
+from mtsearch.dashboard.ablation import ablation_for, log_dims, parallel_frame
+from mtsearch.dashboard.importance import importance, importance_frame
+from mtsearch.dashboard.leaderboard import best_configuration, leaderboard
+from mtsearch.dashboard.sweeps import SweepData, load_sweep, metric_label, sweeps_table
 from mtsearch.records import atomic_write_text
+from mtsearch.sweep.results import NA, find_sweep
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1400px; color: #222; }
@@ -42,16 +46,14 @@ class _Figures:
 def _table(df, digits: int = 4) -> str:
     return (
         '<div style="overflow-x:auto">'
-        + df.to_html(index=False, na_rep=D.NA, float_format=lambda x: f"{x:.{digits}f}", border=0)
+        + df.to_html(index=False, na_rep=NA, float_format=lambda x: f"{x:.{digits}f}", border=0)
         + "</div>"
     )
 
 
-def build_report(sweep: str) -> tuple[str, D.SweepData]:
+def build_report(sweep: str) -> tuple[str, SweepData]:
     """The report's HTML for a sweep name (under runs/sweeps/) or folder."""
-    from mtsearch.sweep.results import find_sweep
-
-    d = D.load_sweep(find_sweep(sweep))
+    d = load_sweep(find_sweep(sweep))
     fig = _Figures()
     esc = html.escape
     sp = d.space
@@ -60,7 +62,7 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
         f"<p>space <b>{esc(str(sp.get('name', '?')))}</b> ({esc(str(sp.get('algorithm', '?')))}, "
         f"{sp.get('seeds', '?')} seed(s)), backend <b>{esc(str(d.meta.get('backend', '?')))}</b>; "
         f"written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
-        _table(D.sweeps_table([d]).drop(columns=["sweep", "status"])),
+        _table(sweeps_table([d]).drop(columns=["sweep", "status"])),
     ]
     parts += [f'<p class="note">{esc(n)}</p>' for n in d.notices]
     if not d.has_results:
@@ -68,10 +70,8 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
         return _page(d.name, parts), d
 
     res = d.results
-    best = D.best_configuration(d)
-    scores = ", ".join(
-        f"{D.metric_label(m)} {mean:.4f} ± {sd:.4f}" for m, (mean, sd) in best["scores"].items()
-    )
+    best = best_configuration(d)
+    scores = ", ".join(f"{metric_label(m)} {mean:.4f} ± {sd:.4f}" for m, (mean, sd) in best["scores"].items())
     params = ", ".join(f"{esc(k)} = <b>{esc(str(v))}</b>" for k, v in best["params"].items())
     parts += [
         "<h2>Leaderboard</h2>",
@@ -79,10 +79,10 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
         f"{best['seeds']} seed(s))</p><p>Reproduce its best seed (run {esc(best['run'])}):</p>"
         f"<pre>{esc(best['command'])}</pre></div>",
     ]
-    board = D.leaderboard(d)
+    board = leaderboard(d)
     shown = board[["rank", *res.dims, "seeds"]].copy()
     for m in res.metrics:
-        shown[f"{D.metric_label(m)} mean ± sd"] = [
+        shown[f"{metric_label(m)} mean ± sd"] = [
             f"{mu:.4f} ± {sd:.4f}" if sd == sd else f"{mu:.4f}"
             for mu, sd in zip(board[f"{m}_mean"], board[f"{m}_sd"], strict=True)
         ]
@@ -92,17 +92,17 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
     parts.append("<h2>Ablation</h2><p>Mean and 95% interval per level over every run with it; green = best, "
                  "blue = not distinguishable from the best (Welch's t-test, p &ge; 0.05), grey = worse.</p>")  # fmt: skip
     for dim in res.dims:
-        if D.ablation_for(d, dim).empty:
+        if ablation_for(d, dim).empty:
             parts.append(f"<p>{esc(dim)}: no finished run where it applies.</p>")
             continue
         parts.append(fig(F.ablation_figure(d, dim)))
 
     parts.append("<h2>Importance</h2>")
-    imp = D.importance(d)
+    imp = importance(d)
     if imp.values is None:
         parts.append(f'<p class="note">{esc(imp.message or "")}</p>')
     else:
-        parts.append(fig(F.importance_figure(D.importance_frame(imp), imp.evaluator)))
+        parts.append(fig(F.importance_figure(importance_frame(imp), imp.evaluator)))
 
     parts.append("<h2>Task trade-offs</h2>")
     if len(d.tasks) < 2:
@@ -111,7 +111,7 @@ def build_report(sweep: str) -> tuple[str, D.SweepData]:
         parts.append(fig(F.tradeoff_figure(d)))
         parts.append(f"<p>Pareto front: {len(res.pareto)} configuration(s).</p>")
     parts.append("<h2>Parallel coordinates</h2>")
-    parts.append(fig(F.parallel_figure(D.parallel_frame(d), res.dims, "overall", D.log_dims(d))))
+    parts.append(fig(F.parallel_figure(parallel_frame(d), res.dims, "overall", log_dims(d))))
     return _page(d.name, parts), d
 
 
@@ -120,7 +120,7 @@ def _page(name: str, parts: list[str]) -> str:
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
 
 
-def write_report(sweep: str, out: Path | None = None) -> tuple[Path, D.SweepData]:
+def write_report(sweep: str, out: Path | None = None) -> tuple[Path, SweepData]:
     text, d = build_report(sweep)
     target = Path(out) if out else d.sweep_dir / "report.html"
     atomic_write_text(target, text)

@@ -29,6 +29,7 @@ from mtsearch.sweep.runner import read_sweep_meta, sweeps_dir
 from mtsearch.tasks import TASKS
 
 ALPHA = 0.05
+NA = "n/a"  # the level of a conditional dimension in a run where it does not apply
 
 
 @dataclass
@@ -119,8 +120,18 @@ def welch(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def _level(value: Any) -> str:
+def level_label(value: Any) -> str:
+    """A dimension's value as its level in the tables: lists and dicts as JSON, anything else as str.
+
+    The one spelling of a level: the ablation, the leaderboard, the curves and the dashboard's
+    level orders all match levels by this text.
+    """
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def shown_level(cell: Any) -> str:
+    """A level cell of a table for display: :data:`NA` where the dimension does not apply (None, NaN)."""
+    return NA if _missing(cell) else level_label(cell)
 
 
 def compute(name: str) -> SweepResults:
@@ -141,10 +152,22 @@ def compute(name: str) -> SweepResults:
             sweep_dir.name, sweep_dir, meta, runs, empty, empty, None, metrics, dims, incomplete
         )
     for d in dims:
-        runs[d] = runs["params"].map(lambda p, d=d: _level(p[d]) if d in p else None)
+        runs[d] = runs["params"].map(lambda p, d=d: level_label(p[d]) if d in p else None)
     ok = runs[runs["overall"].notna()].copy()
+    confs = _configurations(ok, dims, metrics)
+    ablation = pd.DataFrame(
+        [row for d in dims for row in _ablation_rows(ok, d, dim_defs.get(d, {}), metrics)]
+    )
+    pareto = pareto_front(confs, [f"{t}_mean" for t in tasks]) if len(tasks) > 1 else None
+    return SweepResults(
+        sweep_dir.name, sweep_dir, meta, runs, confs, ablation, pareto, metrics, dims, incomplete
+    )
 
-    # Configurations: mean and spread over seeds.
+
+def _configurations(ok, dims: list[str], metrics: list[str]):
+    """One row per configuration (its finished runs over seeds): mean, sd and 95% half-width, ranked."""
+    import pandas as pd
+
     conf_rows = []
     for key, g in ok.groupby("params_key", sort=False):
         row: dict[str, Any] = {"params_key": key, "config_hash": g["config_hash"].iloc[0], "seeds": len(g),
@@ -161,43 +184,42 @@ def compute(name: str) -> SweepResults:
         conf_rows.append(row)
     confs = pd.DataFrame(conf_rows).sort_values("overall_mean", ascending=False).reset_index(drop=True)
     confs.insert(0, "rank", range(1, len(confs) + 1))
+    return confs
 
-    # Ablation per dimension.
+
+def _ablation_rows(ok, d: str, spec: dict[str, Any], metrics: list[str]) -> list[dict[str, Any]]:
+    """The ablation of one dimension: each level (numeric ones in quantile bins) against the best."""
+    import pandas as pd
+
+    sub = ok[ok[d].notna()].copy()
+    if sub.empty:
+        return []
+    if spec.get("choices") is None and sub[d].nunique() > spec.get("bins", 3):
+        numeric = sub[d].astype(float)
+        bins = min(int(spec.get("bins", 3)), numeric.nunique())
+        cut = pd.qcut(numeric, q=bins, duplicates="drop")
+        # Label each bin by the values seen in it: qcut's own left edge lies below the minimum.
+        seen = numeric.groupby(cut, observed=True).agg(["min", "max"])
+        labels = {iv: f"[{row['min']:.3g}, {row['max']:.3g}]" for iv, row in seen.iterrows()}
+        sub["level"] = cut.map(labels).astype(str)
+    else:
+        sub["level"] = sub[d]
     ab_rows = []
-    for d in dims:
-        sub = ok[ok[d].notna()].copy()
-        if sub.empty:
-            continue
-        spec = dim_defs.get(d, {})
-        if spec.get("choices") is None and sub[d].nunique() > spec.get("bins", 3):
-            numeric = sub[d].astype(float)
-            bins = min(int(spec.get("bins", 3)), numeric.nunique())
-            cut = pd.qcut(numeric, q=bins, duplicates="drop")
-            # Label each bin by the values seen in it: qcut's own left edge lies below the minimum.
-            seen = numeric.groupby(cut, observed=True).agg(["min", "max"])
-            labels = {iv: f"[{row['min']:.3g}, {row['max']:.3g}]" for iv, row in seen.iterrows()}
-            sub["level"] = cut.map(labels).astype(str)
-        else:
-            sub["level"] = sub[d]
-        for m in metrics:
-            groups = {lvl: g[m].astype(float).to_numpy() for lvl, g in sub.groupby("level", sort=False)}
-            best_lvl = max(groups, key=lambda lvl: groups[lvl].mean())
-            for lvl, vals in groups.items():
-                half, sd = t_interval(vals)
-                p = float("nan") if lvl == best_lvl else welch(vals, groups[best_lvl])
-                ab_rows.append({
-                    "dimension": d, "metric": m, "level": lvl, "n": len(vals),
-                    "configs": sub[sub["level"] == lvl]["params_key"].nunique(),
-                    "mean": float(vals.mean()), "sd": sd, "ci95_low": float(vals.mean()) - half,
-                    "ci95_high": float(vals.mean()) + half, "diff_from_best": float(vals.mean() - groups[best_lvl].mean()),
-                    "p_value": p, "is_best": lvl == best_lvl,
-                    "distinguishable": bool(p < ALPHA) if p == p else False,
-                })  # fmt: skip
-    ablation = pd.DataFrame(ab_rows)
-    pareto = pareto_front(confs, [f"{t}_mean" for t in tasks]) if len(tasks) > 1 else None
-    return SweepResults(
-        sweep_dir.name, sweep_dir, meta, runs, confs, ablation, pareto, metrics, dims, incomplete
-    )
+    for m in metrics:
+        groups = {lvl: g[m].astype(float).to_numpy() for lvl, g in sub.groupby("level", sort=False)}
+        best_lvl = max(groups, key=lambda lvl: groups[lvl].mean())
+        for lvl, vals in groups.items():
+            half, sd = t_interval(vals)
+            p = float("nan") if lvl == best_lvl else welch(vals, groups[best_lvl])
+            ab_rows.append({
+                "dimension": d, "metric": m, "level": lvl, "n": len(vals),
+                "configs": sub[sub["level"] == lvl]["params_key"].nunique(),
+                "mean": float(vals.mean()), "sd": sd, "ci95_low": float(vals.mean()) - half,
+                "ci95_high": float(vals.mean()) + half, "diff_from_best": float(vals.mean() - groups[best_lvl].mean()),
+                "p_value": p, "is_best": lvl == best_lvl,
+                "distinguishable": bool(p < ALPHA) if p == p else False,
+            })  # fmt: skip
+    return ab_rows
 
 
 def pareto_front(confs, cols: list[str]):

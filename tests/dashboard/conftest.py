@@ -9,9 +9,6 @@ import pytest
 
 from tests.dashboard.synthetic import write_sweep
 
-ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "dashboards" / "app.py"
-
 
 @pytest.fixture(scope="session")
 def smoke_root(tmp_path_factory, data_dir, token_cache) -> Path:

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from mtsearch.dashboard.predictions import detailed_path
 from mtsearch.records import read_metrics
 from mtsearch.sweep.results import compute
-from tests.dashboard.conftest import APP
+from tests.dashboard.helpers import APP
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -270,7 +270,7 @@ def test_two_sweeps_side_by_side(both_root, dash_env):
 
 def test_a_running_sweep_shows_new_trials_at_the_next_refresh(synthetic_root, dash_env):
     """Cached reads are keyed by the sweep's files: a trial that starts or ends shows up on rerun."""
-    from mtsearch.dashboard.data import open_study
+    from mtsearch.dashboard.study import sweep_study
 
     dash_env(synthetic_root)
     sd = synthetic_root / "sweeps" / "synthetic"
@@ -281,7 +281,7 @@ def test_a_running_sweep_shows_new_trials_at_the_next_refresh(synthetic_root, da
         return tuple(t.iloc[0][["done", "running", "runs read", "status"]])
 
     assert row() == (15, 0, 30, "idle")
-    study = open_study(sd)
+    study = sweep_study(sd)
     trial = study.ask()  # a worker starts trial 15
     rd = sd / "trials" / f"t{trial.number:04d}-s0"
     rd.mkdir()

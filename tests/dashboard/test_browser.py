@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mtsearch.cli import main
-from tests.dashboard.conftest import APP, ROOT
+from tests.dashboard.helpers import APP, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 GREEN, BLUE = (0x1A, 0x98, 0x50), (0x45, 0x75, 0xB4)  # figures.VERDICT_COLOURS

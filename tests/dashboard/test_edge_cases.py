@@ -9,13 +9,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mtsearch.cli import main
-from mtsearch.dashboard import data as D
-from tests.dashboard.conftest import APP
+from mtsearch.dashboard.sweeps import load_sweep
+from tests.dashboard.helpers import APP
 from tests.dashboard.synthetic import write_sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-VIEWS = ("Sweeps", "Leaderboard", "Ablation", "Importance", "Parallel coordinates", "Task trade-offs",
-         "Curves", "Errors")  # fmt: skip
 
 
 def app(view: str | None = None) -> AppTest:
@@ -25,6 +23,11 @@ def app(view: str | None = None) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def views(at: AppTest) -> list[str]:
+    """The app's views, in the sidebar's order (the first is the sweeps overview)."""
+    return list(at.sidebar.radio(key="view").options)
 
 
 def messages(at: AppTest) -> str:
@@ -49,7 +52,7 @@ def test_sweep_with_only_failed_trials(tmp_path, dash_env, capsys):
     row = at.dataframe[0].value.iloc[0]
     assert (row["done"], row["failed"], row["running"]) == (0, 15, 0) and pd.isna(row["best overall"])
     assert "only failed runs (30 failed)" in messages(at)
-    for view in VIEWS[1:]:
+    for view in views(at)[1:]:
         at.sidebar.radio(key="view").set_value(view).run()
         assert not at.exception, (view, [e.value for e in at.exception])
         assert not at.get("plotly_chart"), view
@@ -71,7 +74,7 @@ def test_sweep_with_only_failed_trials(tmp_path, dash_env, capsys):
 def test_half_written_trials_table_and_result(tmp_path, dash_env, capsys):
     root = dash_env(tmp_path / "runs")
     sd = write_sweep(root, "half")
-    res = D.load_sweep(sd)
+    res = load_sweep(sd)
     from mtsearch.sweep.results import write_tables
 
     write_tables(res.results)
@@ -88,7 +91,7 @@ def test_half_written_trials_table_and_result(tmp_path, dash_env, capsys):
     assert "1 run(s) are still running or have a half-written result.json" in text
     board = at.dataframe[0].value
     assert len(board) == 15 and sorted(board["seeds"].tolist()) == [1] + [2] * 14
-    for view in VIEWS[2:7]:
+    for view in views(at)[2:7]:  # Ablation .. Curves: each plots
         at.sidebar.radio(key="view").set_value(view).run()
         assert not at.exception and not at.main.error, view
         assert at.get("plotly_chart"), view
@@ -101,7 +104,7 @@ def test_unreadable_sweep_json_and_study(tmp_path, dash_env):
     root = dash_env(tmp_path / "runs")
     sd = write_sweep(root, "broken")
     (sd / "study.db").write_bytes(b"SQLite format 3\x00 but cut short")
-    d = D.load_sweep(sd)
+    d = load_sweep(sd)
     assert d.counts_from == "run directories" and d.counts["done"] == 15
     assert any("study.db could not be read" in n for n in d.notices)
     meta = sd / "sweep.json"

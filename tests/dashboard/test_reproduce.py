@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from mtsearch.dashboard import data as D
+from mtsearch.dashboard.leaderboard import best_configuration
+from mtsearch.dashboard.sweeps import load_sweep
 from mtsearch.records import read_metrics
 
 
 @pytest.mark.slow
 def test_the_best_configurations_command_reproduces_its_metrics(smoke_root, tmp_path, data_dir, token_cache):
-    d = D.load_sweep(smoke_root / "sweeps" / "smoke")
-    best = D.best_configuration(d)
+    d = load_sweep(smoke_root / "sweeps" / "smoke")
+    best = best_configuration(d)
     assert best["command"].startswith("mtsearch train ")
     out = tmp_path / "runs"
     env = {**os.environ, "MTSEARCH_RUNS": str(out), "MTSEARCH_CACHE": str(token_cache),

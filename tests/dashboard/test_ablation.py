@@ -1,0 +1,69 @@
+"""Ablation rows per dimension, and one spelling of a level across the tables and views."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mtsearch.dashboard.ablation import ablation_for, condition_text, parallel_frame
+from mtsearch.dashboard.curves import curves
+from mtsearch.dashboard.leaderboard import leaderboard
+from mtsearch.dashboard.sweeps import load_sweep
+from mtsearch.sweep.results import NA, level_label, shown_level
+from tests.dashboard.synthetic import write_sweep
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    return load_sweep(write_sweep(tmp_path / "runs", "synthetic"))
+
+
+def test_ablation_marks_the_levels_that_are_worse_than_the_best(synthetic):
+    ab = ablation_for(synthetic, "lr")
+    overall = ab[ab["metric"] == "overall"]
+    assert overall["is_best"].sum() == 1
+    best = overall[overall["is_best"]].iloc[0]["level"]
+    assert best == overall["level"].iloc[-1]  # levels in numeric order, the largest lr is best
+    assert overall[~overall["is_best"]]["distinguishable"].all()  # lr's effect is far above the noise
+    sampler = ablation_for(synthetic, "sampler")
+    assert not sampler[sampler["metric"] == "overall"]["distinguishable"].any()  # sampler does nothing
+    assert condition_text(synthetic, "sampler_args.temperature") == "sampler = temperature"
+
+
+def test_level_labels():
+    assert [level_label(v) for v in ([0.5, 0.75], {"sts": 0.3}, 2.0, "mean", None)] == [
+        "[0.5, 0.75]", '{"sts": 0.3}', "2.0", "mean", "None"
+    ]  # fmt: skip
+    assert [shown_level(v) for v in (None, float("nan"), "2.0")] == [NA, NA, "2.0"]
+
+
+def test_a_list_valued_dimension_has_one_level_label_everywhere(tmp_path):
+    """Ablation, leaderboard, curves and the level order all spell a list choice the same way."""
+    sd = write_sweep(tmp_path / "runs", "lists")
+    choices = [[0.5], [0.5, 0.75]]  # in choice order, not the alphabetical order of their labels
+    meta = json.loads((sd / "sweep.json").read_text())
+    meta["space"]["dimensions"].append(
+        {"name": "schedule_milestones", "kind": "categorical", "choices": choices}
+    )
+    (sd / "sweep.json").write_text(json.dumps(meta))
+    for rd in sorted((sd / "trials").iterdir()):
+        info = json.loads((rd / "trial.json").read_text())
+        info["params"]["schedule_milestones"] = choices[info["trial"] % 2]
+        (rd / "trial.json").write_text(json.dumps(info))
+    d = load_sweep(sd)
+    labels = ["[0.5]", "[0.5, 0.75]"]
+    ab = ablation_for(d, "schedule_milestones")
+    assert list(dict.fromkeys(ab["level"])) == labels
+    assert set(leaderboard(d)["schedule_milestones"]) == set(labels)
+    frame, cos = curves(d)
+    assert set(frame["schedule_milestones"]) == set(cos["schedule_milestones"]) == set(labels)
+
+
+def test_parallel_frame_marks_where_a_dimension_does_not_apply(synthetic):
+    frame = parallel_frame(synthetic)
+    temps = dict(zip(frame["sampler"], frame["sampler_args.temperature"], strict=True))
+    assert temps["round_robin"] == NA
+    assert set(frame.loc[frame["sampler"] == "temperature", "sampler_args.temperature"]) <= {"1.0", "2.0"}
