@@ -7,17 +7,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, copy_head_rows, real_data_dir, tiny_config
+
+__all__ = ["ROOT", "real_data_dir", "tiny_config"]  # re-exported for older imports; use tests.helpers
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
-def real_data_dir() -> Path | None:
-    for cand in (ROOT / "data" / "cs224n", ROOT.parent / "shared" / "data" / "cs224n"):
-        if (cand / "ids-sst-train.csv").exists():
-            return cand
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -44,23 +40,7 @@ def runs(tmp_path, monkeypatch, token_cache) -> Path:
     return root
 
 
-def tiny_config(data_dir: Path, **overrides):
-    """A run small enough for a unit test: tiny model, a few hundred rows per task."""
-    from mtsearch.config import make_config
-
-    values = dict(
-        model="tiny",
-        data_dir=str(data_dir),
-        train_limit=192,  # a multiple of batch_size: every batch is full
-        eval_limit=100,
-        final_eval=False,
-        max_steps=6,
-        eval_every=3,
-        batch_size=16,
-        max_length=64,
-        progress=False,
-        mlflow=False,
-        num_threads=1,
-    )
-    values.update(overrides)
-    return make_config(values)
+@pytest.fixture(scope="session")
+def small_data_dir(data_dir: Path, tmp_path_factory) -> Path:
+    """The real files cut to their first rows: whole-file work (caches) stays fast."""
+    return copy_head_rows(data_dir, tmp_path_factory.mktemp("small-data"))

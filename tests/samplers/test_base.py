@@ -8,7 +8,7 @@ from mtsearch.errors import ConfigError
 from mtsearch.records import read_metrics
 from mtsearch.samplers import SAMPLERS, BatchStream, Sampler, TaskBatches
 from mtsearch.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def _plain(sizes, batch_sizes, **kw) -> Sampler:

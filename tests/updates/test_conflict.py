@@ -8,7 +8,7 @@ import torch
 from mtsearch.records import read_metrics
 from mtsearch.train import train
 from mtsearch.updates import UPDATES, gradient_cosines
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 class _Toy(torch.nn.Module):

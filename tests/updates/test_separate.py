@@ -123,7 +123,7 @@ def test_a_task_with_no_trainable_path_is_skipped_not_a_crash(data_dir, runs):
     # nothing trainable under it for that phase; every update rule must carry on.
     from mtsearch.train import train
     from mtsearch.updates import UPDATES
-    from tests.conftest import tiny_config
+    from tests.helpers import tiny_config
 
     for rule in UPDATES.names():
         cfg = tiny_config(data_dir, name=f"nopath-{rule}", pair_mode="separate", sts_head="cosine",

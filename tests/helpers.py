@@ -1,0 +1,53 @@
+"""Plain helpers the tests import (fixtures live in the conftest files, helpers here).
+
+``tests/conftest.py`` re-exports :func:`tiny_config` and :func:`real_data_dir` so an
+older ``from tests.conftest import tiny_config`` keeps working; new code imports them
+from this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_ROWS = 120
+
+
+def real_data_dir() -> Path | None:
+    """The CS224N files in the project's data/ or the shared folder beside the checkout."""
+    for cand in (ROOT / "data" / "cs224n", ROOT.parent / "shared" / "data" / "cs224n"):
+        if (cand / "ids-sst-train.csv").exists():
+            return cand
+    return None
+
+
+def copy_head_rows(src_dir: Path, dest: Path, rows: int = SMALL_ROWS) -> Path:
+    """A copy of every CSV in ``src_dir`` cut to its header and first ``rows`` rows."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in sorted(src_dir.glob("*.csv")):
+        with open(src, "rb") as f:
+            lines = [line for _, line in zip(range(rows + 1), f, strict=False)]  # header + rows
+        (dest / src.name).write_bytes(b"".join(lines))
+    return dest
+
+
+def tiny_config(data_dir: Path, **overrides):
+    """A run small enough for a unit test: tiny model, a few hundred rows per task."""
+    from mtsearch.config import make_config
+
+    values = dict(
+        model="tiny",
+        data_dir=str(data_dir),
+        train_limit=192,  # a multiple of batch_size: every batch is full
+        eval_limit=100,
+        final_eval=False,
+        max_steps=6,
+        eval_every=3,
+        batch_size=16,
+        max_length=64,
+        progress=False,
+        mlflow=False,
+        num_threads=1,
+    )
+    values.update(overrides)
+    return make_config(values)
