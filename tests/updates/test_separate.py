@@ -105,15 +105,15 @@ def test_each_task_sees_the_previous_tasks_update():
 def test_per_task_arguments_must_name_trained_tasks():
     from mtsearch.config import make_config
 
-    with pytest.raises(ConfigError, match=r"update_args\.lr names task 'cfimdb'.*not in tasks"):
+    with pytest.raises(ConfigError, match=r"update_args\.lr names 'cfimdb'.*not in tasks"):
         make_config({"update": "separate", "update_args": {"lr": {"cfimdb": 1e-4}}})
-    with pytest.raises(ConfigError, match=r"update_args\.weight_decay names task 'sts'"):
+    with pytest.raises(ConfigError, match=r"update_args\.weight_decay names 'sts'"):
         make_config({"update": "separate", "tasks": ["sst"], "update_args": {"weight_decay": {"sts": 0.1}}})
     with pytest.raises(ConfigError, match=r"update_args\.weights does not apply to update 'separate'"):
         make_config({"update": "separate", "update_args": {"weights": {"sst": 2.0}}})
     with pytest.raises(ConfigError, match=r"update_args\.lr"):
         make_config({"update": "separate", "update_args": {"lr": {"sst": 0.0}}})
-    with pytest.raises(ConfigError, match=r"update_args\.weights names task 'cfimdb'"):
+    with pytest.raises(ConfigError, match=r"update_args\.weights names 'cfimdb'"):
         make_config({"update": "combined", "update_args": {"weights": {"cfimdb": 2.0}}})
     make_config({"update": "separate", "update_args": {"lr": {"sst": 1e-4}, "weight_decay": {"para": 0.0}}})
 
