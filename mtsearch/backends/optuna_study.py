@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
-from mtsearch.errors import ConfigError, MtsearchError
+from mtsearch.errors import MtsearchError
+from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
 from mtsearch.sweep.runner import (
     SweepContext,
     objective_values,
@@ -36,39 +37,6 @@ HEARTBEAT_SECONDS = 15.0
 #: A RUNNING trial whose worker has not beaten for this long is taken as dead.
 STALE_SECONDS = float(os.environ.get("MTSEARCH_STALE_SECONDS", 120))
 HOST = socket.gethostname()
-
-
-def make_sampler(space: Space):
-    import optuna
-
-    seed = 0  # the search itself is reproducible; run seeds come from the space
-    match space.algorithm:
-        case "grid" | "random":
-            # grid: every point is enqueued up front; the sampler is never asked.
-            return optuna.samplers.RandomSampler(seed=seed)
-        case "tpe":
-            # group=True keeps conditional (tree) dimensions apart instead of imputing them.
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=4)
-        case "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-        case "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed)
-    raise ConfigError(f"algorithm '{space.algorithm}' has no Optuna sampler")
-
-
-def make_pruner(space: Space):
-    import optuna
-
-    match space.pruner:
-        case "none":
-            return optuna.pruners.NopPruner()
-        case "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-        case "asha":
-            return optuna.pruners.SuccessiveHalvingPruner()
-        case "hyperband":
-            return optuna.pruners.HyperbandPruner()
-    raise ConfigError(f"pruner '{space.pruner}' has no Optuna pruner")
 
 
 def storage_url(ctx: SweepContext, storage: str | None) -> str:
@@ -89,8 +57,8 @@ def open_study(url: str, name: str, space: Space | None = None, create: bool = T
     return optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=make_sampler(space),
-        pruner=make_pruner(space),
+        sampler=ALGORITHMS[space.algorithm].optuna_sampler(),
+        pruner=PRUNERS[space.pruner].optuna_pruner(),
         directions=directions,
         load_if_exists=True,
     )
@@ -236,7 +204,7 @@ class OptunaBackend(Backend):
         url = storage_url(ctx, storage)
         with _lock(ctx.sweep_dir / ".study.lock"):
             study = open_study(url, ctx.name, space)
-            if space.algorithm == "grid" and not study.get_trials(deepcopy=False) and not worker:
+            if space.exhaustive and not study.get_trials(deepcopy=False) and not worker:
                 for point in space.grid():
                     study.enqueue_trial(point, user_attrs={"grid": True})
             recover_stale(study, ctx)
@@ -249,7 +217,7 @@ class OptunaBackend(Backend):
         train_eval = 0.0
         stopped = "budget spent"
         total_runs = None
-        if space.algorithm == "grid":
+        if space.exhaustive:
             total_runs = len(space.grid()) * space.seeds
         elif budget:
             total_runs = budget * space.seeds
@@ -261,12 +229,10 @@ class OptunaBackend(Backend):
                    unit="run", disable=not progress)  # fmt: skip
 
         while True:
-            if space.algorithm == "grid" and not study.get_trials(
-                deepcopy=False, states=(TrialState.WAITING,)
-            ):
+            if space.exhaustive and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 stopped = "every grid configuration is done"
                 break
-            if budget is not None and space.algorithm != "grid" and _configurations_started(study) >= budget:
+            if budget is not None and not space.exhaustive and _configurations_started(study) >= budget:
                 stopped = f"{budget} configurations done"
                 break
             if time.perf_counter() >= deadline:
@@ -276,11 +242,7 @@ class OptunaBackend(Backend):
                 stopped = f"more than max_failures={space.max_failures} failed trials"
                 break
             trial = study.ask()
-            if (
-                space.algorithm == "grid"
-                and not trial.user_attrs.get("grid")
-                and "retry_of" not in trial.user_attrs
-            ):
+            if space.exhaustive and not trial.user_attrs.get("grid") and "retry_of" not in trial.user_attrs:
                 # Another worker took the last queued point between our check and ask().
                 trial.set_user_attr("duplicate_of", -1)
                 study.tell(trial, state=TrialState.PRUNED)

@@ -20,6 +20,7 @@ from typing import Any
 
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
 from mtsearch.errors import ConfigError
+from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
 from mtsearch.sweep.runner import (
     SweepContext,
     objective_values,
@@ -140,7 +141,7 @@ class RayBackend(Backend):
         import ray
         from ray import tune
 
-        if space.multi_objective and space.pruner != "none":
+        if space.multi_objective and PRUNERS[space.pruner].prunes:
             raise ConfigError("Ray Tune's ASHA needs a single objective")
         t0 = time.perf_counter()
         ctx = prepare_sweep(space, name, "ray", mlflow=mlflow)
@@ -172,38 +173,19 @@ class RayBackend(Backend):
             log.info("restoring the Ray Tune experiment in %s", exp_path)
             tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
         else:
-            scheduler = None
-            if space.pruner in ("asha", "hyperband", "median"):
-                # Ray's ASHA plays the role of every Optuna pruner here; rungs in reported steps.
-                from ray.tune.schedulers import ASHAScheduler
-
-                # Rungs count reports: every evaluation of every seed, plus the final one.
-                base = space.config({}, 0)
-                max_t = space.seeds * -(-(base.max_steps or 100) // base.eval_every) + 1
-                scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(2, max_t), grace_period=1,
-                                          reduction_factor=2)  # fmt: skip
-            if space.algorithm == "grid":
-                param_space = {"params": tune.grid_search(space.grid()), "__mtsearch": meta}
-                search_alg, num_samples = None, 1
-            else:
-                from ray.tune.search.optuna import OptunaSearch
-
-                from mtsearch.backends.optuna_study import make_sampler
-
-                search_alg = OptunaSearch(
-                    space=space.sample, metric=metric, mode=mode, sampler=make_sampler(space)
-                )
-                param_space = {"__mtsearch": meta}
-                num_samples = max_trials or space.trials or 10**6
+            scheduler = PRUNERS[space.pruner].ray_scheduler(space)
+            search = ALGORITHMS[space.algorithm].ray_search(
+                space, metric, mode, num_samples=max_trials or space.trials or 10**6
+            )
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space,
+                param_space={**search.param_space, "__mtsearch": meta},
                 tune_config=tune.TuneConfig(
                     metric=metric if scheduler is None or isinstance(metric, str) else None,
                     mode=mode if scheduler is None or isinstance(mode, str) else None,
-                    search_alg=search_alg,
+                    search_alg=search.search_alg,
                     scheduler=scheduler,
-                    num_samples=num_samples,
+                    num_samples=search.num_samples,
                     time_budget_s=space.minutes * 60 if space.minutes else None,
                 ),
                 run_config=tune.RunConfig(
