@@ -120,7 +120,9 @@ class Space:
             "description": self.description,
             "base": self.base,
             "dimensions": [
-                {k: v for k, v in d.record().items() if v not in (None, {}, False)} for d in self.dimensions
+                # Unset keys left out; a bound of 0.0 is kept (0.0 == False, so `in (None, {}, False)` lost it).
+                {k: v for k, v in d.record().items() if not (v is None or v is False or v == {})}
+                for d in self.dimensions
             ],
             "objectives": list(self.objectives),
             "seeds": self.seeds,
