@@ -4,7 +4,7 @@ The target: a PCGrad step costs at most 1.2x a combined-loss step. PCGrad's per-
 gradients need no extra backward work (each task's loss depends only on its own batch), so
 what it adds is copying the encoder gradient once per task, one Gram product and one
 matrix-vector product. ``pcgrad-naive`` is the textbook implementation
-(:func:`mtsearch.updates.pcgrad.naive_pcgrad_step`: retained graphs, every parameter
+(``naive_pcgrad_step`` in tests/updates/reference.py: retained graphs, every parameter
 flattened and copied, projections looped over vectors), shown for comparison.
 
 All rules step the same model with the trainer's own optimizer handle on the same fixed
@@ -71,7 +71,7 @@ def main() -> None:
     from mtsearch.train.optim import build_optimizer
     from mtsearch.train.trainer import _OptimHandle
     from mtsearch.updates import UPDATES
-    from mtsearch.updates.pcgrad import naive_pcgrad_step
+    from tests.updates.reference import naive_pcgrad_step
 
     if opts.threads:
         torch.set_num_threads(opts.threads)

@@ -7,7 +7,9 @@ Each field's docstring is its user-facing documentation (``mtsearch dims`` print
 
 Validation happens when the config is built, before any data or model is touched:
 an unknown key, a value out of range or an argument that does not belong to the
-chosen strategy raises :class:`~mtsearch.errors.ConfigError` naming the field.
+chosen strategy raises :class:`~mtsearch.errors.ConfigError` naming the field. The
+config names no strategy and no task: what a strategy needs of the run it checks itself
+(its ``check_config(args, config)``), what a task offers comes from the task registry.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mtsearch.errors import ConfigError
 from mtsearch.registry import suggest
-from mtsearch.tasks import TASKS
+from mtsearch.tasks import TASKS, check_task_keys
 
 #: Fields that change how a run is executed or recorded but not what it learns; they
 #: are left out of the configuration hash so seed repeats and reruns group together.
@@ -40,17 +42,6 @@ NON_SEMANTIC_FIELDS = frozenset(
         "activation_cache",  # exact: the same run with or without it (up to float rounding)
     }
 )
-
-
-def check_task_names(field: str, names, tasks: tuple[str, ...]) -> None:
-    """A per-task setting may only name known tasks that this run trains."""
-    for task in names:
-        if task not in TASKS:
-            raise ValueError(
-                f"{field}: unknown task '{task}'{suggest(task, list(TASKS))}; choose from {', '.join(TASKS)}"
-            )
-        if task not in tasks:
-            raise ValueError(f"{field} names '{task}', which is not in tasks ({', '.join(tasks)})")
 
 
 class RunConfig(BaseModel):
@@ -232,22 +223,16 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _strategies(self) -> RunConfig:
-        from mtsearch.strategies import registries
-
-        for reg in registries().values():
-            name = getattr(self, reg.field)
-            args = reg.parse_args(name, getattr(self, f"{reg.field}_args"), f"{reg.field}_args")
-            # A strategy may refuse arguments that cannot work with the chosen tasks.
-            check = getattr(reg.get(name), "check_config", None)
-            if check is not None:
-                check(args, self.tasks)
+        # Each chosen strategy exists and its knobs are typed right (it checks the run last).
+        for field in _strategy_fields():
+            self.args(field)
         if self.max_steps is None and self.max_examples is None:
             raise ValueError("set max_steps or max_examples: a run needs a budget")
         return self
 
     @model_validator(mode="after")
     def _task_batch_size(self) -> RunConfig:
-        check_task_names("task_batch_size", self.task_batch_size, self.tasks)
+        check_task_keys("task_batch_size", self.task_batch_size, self.tasks)
         for task in self.task_batch_size:
             size = self.task_batch_size[task]
             if not 1 <= size <= 4096:  # the range of batch_size
@@ -256,7 +241,7 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _pair_inputs(self) -> RunConfig:
-        check_task_names("task_dropout", self.task_dropout, self.tasks)
+        check_task_keys("task_dropout", self.task_dropout, self.tasks)
         for task, rate in self.task_dropout.items():
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"task_dropout.{task}: a dropout rate is in [0, 1) (got {rate!r})")
@@ -280,7 +265,7 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _optimisation(self) -> RunConfig:
         # schedules, per-task head lr, accumulation and freezing (mtsearch/train/optim.py)
-        check_task_names("task_head_lr", self.task_head_lr, self.tasks)
+        check_task_keys("task_head_lr", self.task_head_lr, self.tasks)
         for task, rate in self.task_head_lr.items():
             if not 0.0 < rate <= 1.0:  # the range of head_lr
                 raise ValueError(f"task_head_lr.{task}: a learning rate is in (0, 1] (got {rate!r})")
@@ -324,46 +309,41 @@ class RunConfig(BaseModel):
                 "heads_only_steps_before / heads_only_steps_after freeze the encoder for part of the run, "
                 "but frozen_encoder freezes it for all of it; set one of them"
             )
-        if self.grad_accum > 1 and self.update == "separate":
-            raise ValueError(
-                "grad_accum accumulates one gradient per step, but update 'separate' steps once per task "
-                "with its own learning rate: use grad_accum 1 or another update"
-            )
-        if self.frozen_encoder and not self.shared_pair_layer:
-            from mtsearch.updates import UPDATES
-            from mtsearch.updates.gradients import GradientSurgery
-
-            if issubclass(UPDATES.get(self.update), GradientSurgery):
-                raise ValueError(
-                    f"update '{self.update}' combines the tasks' encoder gradients, and frozen_encoder "
-                    "leaves none: use update 'combined' (or unfreeze the encoder)"
-                )
         return self
 
     @model_validator(mode="after")
     def _simcse_and_extra_data(self) -> RunConfig:
-        # SimCSE (mtsearch/train/simcse.py): supervised positives come from para and sts only.
-        if self.simcse == "sup" and not {"para", "sts"} & set(self.tasks):
+        # SimCSE (mtsearch/train/simcse.py): supervised positives come from the tasks that give some.
+        givers = {t: spec.simcse_positives for t, spec in TASKS.items() if spec.simcse_positives}
+        if self.simcse == "sup" and not set(givers) & set(self.tasks):
+            sources = " and ".join(f"{t} ({what})" for t, what in givers.items())
             raise ValueError(
-                "simcse 'sup' takes its positive pairs from para (QQP duplicates) and sts (pairs "
-                f"scored >= simcse_sup_threshold), but tasks ({', '.join(self.tasks)}) has neither: "
-                "add para or sts to tasks, or use simcse 'unsup'"
+                f"simcse 'sup' takes its positive pairs from {sources}, but tasks ({', '.join(self.tasks)}) "
+                f"has {'neither' if len(givers) == 2 else 'none of them'}: add {' or '.join(givers)} to tasks, "
+                "or use simcse 'unsup'"
             )
         # extra_data (mtsearch/data/loaders.py): files are checked when the run starts, so a
         # stored run config still loads after its extra file moved.
-        check_task_names("extra_data", self.extra_data, self.tasks)
+        check_task_keys("extra_data", self.extra_data, self.tasks)
         for task, path in self.extra_data.items():
             if not str(path).strip():
                 raise ValueError(f"extra_data.{task}: give the path of a file in the {task} train format")
         return self
 
+    @model_validator(mode="after")
+    def _strategies_accept_the_run(self) -> RunConfig:
+        # Last, so a strategy sees a config whose every other field is valid.
+        for field in _strategy_fields():
+            strategy = _registry(field).get(getattr(self, field))
+            strategy.check_config(self.args(field), self)
+        return self
+
     # ---------------------------------------------------------------- helpers
     def args(self, field: str) -> BaseModel:
         """The typed arguments of the strategy chosen in ``field`` (e.g. 'sampler')."""
-        from mtsearch.strategies import registries
-
-        reg = registries()[field]
-        return reg.parse_args(getattr(self, field), getattr(self, f"{field}_args"), f"{field}_args")
+        return _registry(field).parse_args(
+            getattr(self, field), getattr(self, f"{field}_args"), f"{field}_args"
+        )
 
     def semantic_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in NON_SEMANTIC_FIELDS}
@@ -375,6 +355,18 @@ class RunConfig(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _registry(field: str):
+    from mtsearch.strategies import registries
+
+    return registries()[field]
+
+
+def _strategy_fields() -> list[str]:
+    from mtsearch.strategies import registries
+
+    return list(registries())
 
 
 def field_names() -> list[str]:

@@ -1,7 +1,8 @@
 """All strategy registries in one place, keyed by the config field that picks one.
 
-Importing a family's package registers its strategies; this module is the one list the
-config, the CLI (``mtsearch dims``), search spaces, the dashboard and the tests read.
+Importing a family's package imports every module of its folder, which registers its
+strategies. This module is the one list of families that the config, the CLI (``mtsearch
+dims``), search spaces, the dashboard and the tests read.
 """
 
 from __future__ import annotations

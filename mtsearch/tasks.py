@@ -7,10 +7,13 @@ auxiliary task: it is trained and reported when enabled but is not part of ``ove
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from mtsearch.registry import suggest
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class TaskSpec:
     prediction_header: str
     in_overall: bool = True
     columns: tuple[str, ...] = field(default=())
+    #: which of this task's pairs supervised SimCSE takes as positives, as users read it
+    #: (None: the task gives none)
+    simcse_positives: str | None = None
 
     @property
     def text_columns(self) -> tuple[str, ...]:
@@ -61,6 +67,7 @@ TASKS: dict[str, TaskSpec] = {
         label_column="is_duplicate",
         label_range=(0, 1),
         prediction_header="id \t Predicted_Is_Paraphrase ",
+        simcse_positives="QQP duplicates",
     ),
     "sts": TaskSpec(
         name="sts",
@@ -73,6 +80,7 @@ TASKS: dict[str, TaskSpec] = {
         label_column="similarity",
         label_range=(0.0, 5.0),
         prediction_header="id \t Predicted_Similiarity ",
+        simcse_positives="pairs scored >= simcse_sup_threshold",
     ),
     "cfimdb": TaskSpec(
         name="cfimdb",
@@ -96,6 +104,22 @@ TASKS: dict[str, TaskSpec] = {
 #: The QQP training file of the course is 141,505 pairs; mirrors may only carry the
 #: 22,646-pair subset, which the loader accepts under this name.
 QQP_TRAIN_FALLBACK = "quora-train-subset.csv"
+
+
+def check_task_keys(field: str, names: Iterable[str], tasks: Iterable[str], why: str = "") -> None:
+    """A per-task setting may only name known tasks that this run trains (ValueError naming ``field``).
+
+    ``why`` ends the message when a task is known but not trained (e.g. what the setting does).
+    """
+    tasks = tuple(tasks)
+    for task in names:
+        if task not in TASKS:
+            raise ValueError(
+                f"{field}: unknown task '{task}'{suggest(task, list(TASKS))}; choose from {', '.join(TASKS)}"
+            )
+        if task not in tasks:
+            because = f"; {why}" if why else ""
+            raise ValueError(f"{field} names '{task}', which is not in tasks ({', '.join(tasks)}){because}")
 
 
 def task_score(task: str, preds: np.ndarray, golds: np.ndarray) -> float:

@@ -11,7 +11,6 @@ import yaml
 from mtsearch.config import RunConfig, load_config, read_config_file
 from mtsearch.records import read_metrics
 from mtsearch.train import train
-from tests.train.conftest import small_data_dir  # noqa: F401  (the fixture: first 120 rows per file)
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "search_spaces" / "presets").glob("*.yaml"))
 BUDGET = ("max_steps", "eval_every", "eval_limit")
@@ -70,7 +69,7 @@ def _tiny_budget(config: RunConfig, data_dir: Path) -> dict:
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=_id)
-def test_preset_trains_a_few_steps_on_the_tiny_model(path: Path, small_data_dir, runs):  # noqa: F811
+def test_preset_trains_a_few_steps_on_the_tiny_model(path: Path, small_data_dir, runs):
     config = load_config(path, {"name": path.stem, **_tiny_budget(load_config(path), small_data_dir)})
     result = train(config)
     assert result.status == "finished" and result.steps == 3

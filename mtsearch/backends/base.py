@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ class SweepOutcome:
         return 1.0 - self.train_eval_seconds / self.wall_seconds if self.wall_seconds else float("nan")
 
 
-class Backend:
+class Backend(ABC):
     """Runs a sweep of ``space``; ``run`` returns when the budget is spent or the space exhausted."""
 
     name: str
@@ -33,8 +34,9 @@ class Backend:
     def __init__(self, args=None):
         self.args = args
 
+    @abstractmethod
     def run(self, space: Space, name: str | None = None, **options: Any) -> SweepOutcome:
-        raise NotImplementedError
+        """Run (or resume) the sweep and say why it stopped."""
 
 
 BACKENDS: Registry[Backend] = Registry("backends", "backend")

@@ -16,10 +16,12 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
-from mtsearch.errors import ConfigError, MtsearchError
+from mtsearch.errors import MtsearchError
+from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
 from mtsearch.sweep.runner import (
     SweepContext,
     objective_values,
@@ -36,39 +38,6 @@ HEARTBEAT_SECONDS = 15.0
 #: A RUNNING trial whose worker has not beaten for this long is taken as dead.
 STALE_SECONDS = float(os.environ.get("MTSEARCH_STALE_SECONDS", 120))
 HOST = socket.gethostname()
-
-
-def make_sampler(space: Space):
-    import optuna
-
-    seed = 0  # the search itself is reproducible; run seeds come from the space
-    match space.algorithm:
-        case "grid" | "random":
-            # grid: every point is enqueued up front; the sampler is never asked.
-            return optuna.samplers.RandomSampler(seed=seed)
-        case "tpe":
-            # group=True keeps conditional (tree) dimensions apart instead of imputing them.
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=4)
-        case "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-        case "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed)
-    raise ConfigError(f"algorithm '{space.algorithm}' has no Optuna sampler")
-
-
-def make_pruner(space: Space):
-    import optuna
-
-    match space.pruner:
-        case "none":
-            return optuna.pruners.NopPruner()
-        case "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-        case "asha":
-            return optuna.pruners.SuccessiveHalvingPruner()
-        case "hyperband":
-            return optuna.pruners.HyperbandPruner()
-    raise ConfigError(f"pruner '{space.pruner}' has no Optuna pruner")
 
 
 def storage_url(ctx: SweepContext, storage: str | None) -> str:
@@ -89,8 +58,8 @@ def open_study(url: str, name: str, space: Space | None = None, create: bool = T
     return optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=make_sampler(space),
-        pruner=make_pruner(space),
+        sampler=ALGORITHMS[space.algorithm].optuna_sampler(),
+        pruner=PRUNERS[space.pruner].optuna_pruner(),
         directions=directions,
         load_if_exists=True,
     )
@@ -210,6 +179,21 @@ def _duplicate_of(study, trial_number: int, key: str) -> int | None:
     return None
 
 
+@dataclass
+class _Tally:
+    """What this invocation ran: train() calls, their time, their training + evaluation time, failures."""
+
+    runs: int = 0
+    run_seconds: float = 0.0
+    train_eval: float = 0.0
+    failures: int = 0
+
+    def add(self, summary: dict) -> None:
+        self.runs += 1
+        self.run_seconds += summary["seconds"]
+        self.train_eval += _train_eval_seconds(summary["run_dir"])
+
+
 @BACKENDS.register("optuna")
 class OptunaBackend(Backend):
     """Optuna study in an embedded sqlite store (or --storage URL); resumable; several workers."""
@@ -226,144 +210,152 @@ class OptunaBackend(Backend):
         max_trials: int | None = None,
         **_: Any,
     ) -> SweepOutcome:
-        from optuna.trial import TrialState
-        from tqdm.auto import tqdm
-
-        from mtsearch.train import Pruned
-
         t0 = time.perf_counter()
         ctx = prepare_sweep(space, name, "optuna", mlflow=mlflow)
         url = storage_url(ctx, storage)
-        with _lock(ctx.sweep_dir / ".study.lock"):
-            study = open_study(url, ctx.name, space)
-            if space.algorithm == "grid" and not study.get_trials(deepcopy=False) and not worker:
-                for point in space.grid():
-                    study.enqueue_trial(point, user_attrs={"grid": True})
-            recover_stale(study, ctx)
-
+        study = _open_session(space, ctx, url, worker)
         budget = space.trials if max_trials is None else max_trials
         deadline = t0 + space.minutes * 60 if space.minutes else math.inf
-        failures = 0
-        runs = 0
-        run_seconds = 0.0
-        train_eval = 0.0
-        stopped = "budget spent"
-        total_runs = None
-        if space.algorithm == "grid":
-            total_runs = len(space.grid()) * space.seeds
-        elif budget:
-            total_runs = budget * space.seeds
-        done_runs = sum(
-            len([k for k in t.user_attrs if k.startswith("seed_")])
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        )
-        bar = tqdm(total=total_runs, initial=min(done_runs, total_runs or done_runs), desc=f"sweep {ctx.name}",
-                   unit="run", disable=not progress)  # fmt: skip
-
-        while True:
-            if space.algorithm == "grid" and not study.get_trials(
-                deepcopy=False, states=(TrialState.WAITING,)
-            ):
-                stopped = "every grid configuration is done"
-                break
-            if budget is not None and space.algorithm != "grid" and _configurations_started(study) >= budget:
-                stopped = f"{budget} configurations done"
-                break
-            if time.perf_counter() >= deadline:
-                stopped = f"wall-clock budget of {space.minutes} minutes spent"
-                break
-            if failures > space.max_failures:
-                stopped = f"more than max_failures={space.max_failures} failed trials"
-                break
-            trial = study.ask()
-            if (
-                space.algorithm == "grid"
-                and not trial.user_attrs.get("grid")
-                and "retry_of" not in trial.user_attrs
-            ):
-                # Another worker took the last queued point between our check and ask().
-                trial.set_user_attr("duplicate_of", -1)
-                study.tell(trial, state=TrialState.PRUNED)
-                continue
-            trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
-            trial.set_user_attr("heartbeat", time.time())
-            params = space.sample(trial)
-            key = params_key(params)
-            dup = _duplicate_of(study, trial.number, key)
-            if dup is not None:
-                # Never run one configuration twice (several workers, or a sampler repeating itself).
-                trial.set_user_attr("duplicate_of", dup)
-                study.tell(trial, state=TrialState.PRUNED)
-                continue
-            trial.set_user_attr("params_key", key)
-            done = {int(k): v for k, v in (trial.user_attrs.get("seed_results") or {}).items()}
-            for seed, summary in done.items():
-                trial.set_user_attr(f"seed_{seed}", summary)
-
-            def on_seed_done(seed: int, summary: dict, _trial=trial) -> None:
-                nonlocal runs, run_seconds, train_eval
-                _trial.set_user_attr(f"seed_{seed}", summary)
-                runs += 1
-                run_seconds += summary["seconds"]
-                train_eval += _train_eval_seconds(summary["run_dir"])
-                bar.update(1)
-                bar.set_postfix(trial=_trial.number, overall=f"{summary['overall']:.3f}")
-
-            def report(step: int, metrics: dict[str, float], _trial=trial) -> None:
-                if space.multi_objective:
-                    return
-                obj = space.objectives[0]
-                _trial.report(float(metrics[obj]), step)
-                if _trial.should_prune():
-                    raise Pruned()
-
-            desc = ", ".join(f"{k}={v}" for k, v in params.items())
-            try:
-                with _Heartbeat(study, trial._trial_id):
-                    seed_results = run_configuration(
-                        ctx, params, trial.number, report=report, done=done, on_seed_done=on_seed_done,
-                        tags={"mtsearch.kind": "trial"},
-                    )  # fmt: skip
-                values = objective_values(space, seed_results)
-                if any(not math.isfinite(v) for v in values):
-                    raise MtsearchError(f"objective is not finite: {values}")
-                study.tell(trial, values if space.multi_objective else values[0])
-                log.info("trial %d (%s): %s", trial.number, desc, " / ".join(f"{v:.4f}" for v in values))
-            except Pruned:
-                study.tell(trial, state=TrialState.PRUNED)
-                log.info("trial %d (%s): pruned", trial.number, desc)
-            except KeyboardInterrupt:
-                trial.set_user_attr("error", "interrupted by the user")
-                study.tell(trial, state=TrialState.FAIL)
-                bar.close()
-                raise
-            except Exception as err:  # a failing trial must not stop the sweep
-                failures += 1
-                trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning("trial %d (%s) failed: %s: %s", trial.number, desc, type(err).__name__, err)
+        tally = _Tally()
+        bar = _progress_bar(study, space, ctx.name, budget, progress)
+        while (stopped := _stop_reason(study, space, budget, deadline, tally.failures)) is None:
+            _run_trial(study, ctx, tally, bar)
         bar.close()
         wall = time.perf_counter() - t0
         outcome = SweepOutcome(
-            name=ctx.name,
-            sweep_dir=str(ctx.sweep_dir),
-            backend="optuna",
-            wall_seconds=wall,
-            runs=runs,
-            run_seconds=run_seconds,
-            train_eval_seconds=train_eval,
-            counts=trial_counts(study),
+            name=ctx.name, sweep_dir=str(ctx.sweep_dir), backend="optuna", wall_seconds=wall, runs=tally.runs,
+            run_seconds=tally.run_seconds, train_eval_seconds=tally.train_eval, counts=trial_counts(study),
             stopped_because=stopped,
-        )
+        )  # fmt: skip
         record_session(ctx, {**outcome.__dict__, "worker": worker, "ended": time.time(), "storage": url})
         if ctx.mlflow_parent and not worker:
             with contextlib.suppress(Exception):
                 from mtsearch.tracking import finish_parent
 
                 finish_parent(
-                    ctx.mlflow_parent, {"runs": runs, "wall_seconds": wall, "failed": outcome.counts["fail"]}
+                    ctx.mlflow_parent,
+                    {"runs": tally.runs, "wall_seconds": wall, "failed": outcome.counts["fail"]},
                 )
         return outcome
+
+
+def _open_session(space: Space, ctx: SweepContext, url: str, worker: bool):
+    """Open (or create) the study; a new grid study queues every point; dead workers' trials are re-queued."""
+    with _lock(ctx.sweep_dir / ".study.lock"):
+        study = open_study(url, ctx.name, space)
+        if space.exhaustive and not study.get_trials(deepcopy=False) and not worker:
+            for point in space.grid():
+                study.enqueue_trial(point, user_attrs={"grid": True})
+        recover_stale(study, ctx)
+    return study
+
+
+def _progress_bar(study, space: Space, name: str, budget: int | None, progress: bool):
+    from optuna.trial import TrialState
+    from tqdm.auto import tqdm
+
+    total_runs = None
+    if space.exhaustive:
+        total_runs = len(space.grid()) * space.seeds
+    elif budget:
+        total_runs = budget * space.seeds
+    done_runs = sum(
+        len([k for k in t.user_attrs if k.startswith("seed_")])
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
+    return tqdm(total=total_runs, initial=min(done_runs, total_runs or done_runs), desc=f"sweep {name}",
+                unit="run", disable=not progress)  # fmt: skip
+
+
+def _stop_reason(study, space: Space, budget: int | None, deadline: float, failures: int) -> str | None:
+    """Why the sweep stops before asking for another trial; None: go on."""
+    from optuna.trial import TrialState
+
+    if space.exhaustive and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return "every grid configuration is done"
+    if budget is not None and not space.exhaustive and _configurations_started(study) >= budget:
+        return f"{budget} configurations done"
+    if time.perf_counter() >= deadline:
+        return f"wall-clock budget of {space.minutes} minutes spent"
+    if failures > space.max_failures:
+        return f"more than max_failures={space.max_failures} failed trials"
+    return None
+
+
+def _run_trial(study, ctx: SweepContext, tally: _Tally, bar) -> None:
+    """Ask for one configuration and run its seeds, unless another trial has it already."""
+    from optuna.trial import TrialState
+
+    space = ctx.space
+    trial = study.ask()
+    if space.exhaustive and not trial.user_attrs.get("grid") and "retry_of" not in trial.user_attrs:
+        # Another worker took the last queued point between our check and ask().
+        trial.set_user_attr("duplicate_of", -1)
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
+    trial.set_user_attr("heartbeat", time.time())
+    params = space.sample(trial)
+    key = params_key(params)
+    dup = _duplicate_of(study, trial.number, key)
+    if dup is not None:
+        # Never run one configuration twice (several workers, or a sampler repeating itself).
+        trial.set_user_attr("duplicate_of", dup)
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    trial.set_user_attr("params_key", key)
+    done = {int(k): v for k, v in (trial.user_attrs.get("seed_results") or {}).items()}
+    for seed, summary in done.items():
+        trial.set_user_attr(f"seed_{seed}", summary)
+    _run_seeds(study, trial, ctx, params, done, tally, bar)
+
+
+def _run_seeds(study, trial, ctx: SweepContext, params: dict, done: dict, tally: _Tally, bar) -> None:
+    """Run the configuration's seeds (those not ``done``) and tell the study: values, pruned or failed."""
+    from optuna.trial import TrialState
+
+    from mtsearch.train import Pruned
+
+    space = ctx.space
+
+    def on_seed_done(seed: int, summary: dict) -> None:
+        trial.set_user_attr(f"seed_{seed}", summary)
+        tally.add(summary)
+        bar.update(1)
+        bar.set_postfix(trial=trial.number, overall=f"{summary['overall']:.3f}")
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        if space.multi_objective:
+            return
+        trial.report(float(metrics[space.objectives[0]]), step)
+        if trial.should_prune():
+            raise Pruned()
+
+    desc = ", ".join(f"{k}={v}" for k, v in params.items())
+    try:
+        with _Heartbeat(study, trial._trial_id):
+            seed_results = run_configuration(
+                ctx, params, trial.number, report=report, done=done, on_seed_done=on_seed_done,
+                tags={"mtsearch.kind": "trial"},
+            )  # fmt: skip
+        values = objective_values(space, seed_results)
+        if any(not math.isfinite(v) for v in values):
+            raise MtsearchError(f"objective is not finite: {values}")
+        study.tell(trial, values if space.multi_objective else values[0])
+        log.info("trial %d (%s): %s", trial.number, desc, " / ".join(f"{v:.4f}" for v in values))
+    except Pruned:
+        study.tell(trial, state=TrialState.PRUNED)
+        log.info("trial %d (%s): pruned", trial.number, desc)
+    except KeyboardInterrupt:
+        trial.set_user_attr("error", "interrupted by the user")
+        study.tell(trial, state=TrialState.FAIL)
+        bar.close()
+        raise
+    except Exception as err:  # a failing trial must not stop the sweep
+        tally.failures += 1
+        trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+        study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d (%s) failed: %s: %s", trial.number, desc, type(err).__name__, err)
 
 
 def _train_eval_seconds(run_dir: str) -> float:

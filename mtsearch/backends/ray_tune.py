@@ -20,6 +20,7 @@ from typing import Any
 
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
 from mtsearch.errors import ConfigError
+from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
 from mtsearch.sweep.runner import (
     SweepContext,
     objective_values,
@@ -140,80 +141,14 @@ class RayBackend(Backend):
         import ray
         from ray import tune
 
-        if space.multi_objective and space.pruner != "none":
+        if space.multi_objective and PRUNERS[space.pruner].prunes:
             raise ConfigError("Ray Tune's ASHA needs a single objective")
         t0 = time.perf_counter()
         ctx = prepare_sweep(space, name, "ray", mlflow=mlflow)
         init_ray()
-        obj_keys = _objective_keys(space)
-        metric = obj_keys[0] if len(obj_keys) == 1 else obj_keys
-        mode = "max" if len(obj_keys) == 1 else ["max"] * len(obj_keys)
-        meta = {
-            "space_path": str(space.path.resolve()),
-            "profile": space.profile,
-            "extra_set": extra_set or {},
-            "name": ctx.name,
-            "sweep_dir": str(ctx.sweep_dir.resolve()),
-            "mlflow": mlflow,
-            "mlflow_parent": ctx.mlflow_parent,
-            "commit": ctx.commit,
-            "env": {k: os.environ[k] for k in ENV_PASSED if k in os.environ},
-        }
-        meta["env"].setdefault("MTSEARCH_RUNS", str(ctx.sweep_dir.resolve().parent.parent))
-        # One trial's torch threads match the CPUs Ray gives it: no oversubscription.
-        threads = max(1, int(cpus_per_trial))
-        if "num_threads" not in (extra_set or {}):
-            meta["extra_set"] = {**meta["extra_set"], "num_threads": threads}
-
+        meta = _worker_meta(ctx, mlflow, extra_set or {}, cpus_per_trial)
         trainable = tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-        storage = str((ctx.sweep_dir / "ray").resolve())
-        exp_path = os.path.join(storage, "tune")
-        if tune.Tuner.can_restore(exp_path):
-            log.info("restoring the Ray Tune experiment in %s", exp_path)
-            tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
-        else:
-            scheduler = None
-            if space.pruner in ("asha", "hyperband", "median"):
-                # Ray's ASHA plays the role of every Optuna pruner here; rungs in reported steps.
-                from ray.tune.schedulers import ASHAScheduler
-
-                # Rungs count reports: every evaluation of every seed, plus the final one.
-                base = space.config({}, 0)
-                max_t = space.seeds * -(-(base.max_steps or 100) // base.eval_every) + 1
-                scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(2, max_t), grace_period=1,
-                                          reduction_factor=2)  # fmt: skip
-            if space.algorithm == "grid":
-                param_space = {"params": tune.grid_search(space.grid()), "__mtsearch": meta}
-                search_alg, num_samples = None, 1
-            else:
-                from ray.tune.search.optuna import OptunaSearch
-
-                from mtsearch.backends.optuna_study import make_sampler
-
-                search_alg = OptunaSearch(
-                    space=space.sample, metric=metric, mode=mode, sampler=make_sampler(space)
-                )
-                param_space = {"__mtsearch": meta}
-                num_samples = max_trials or space.trials or 10**6
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    metric=metric if scheduler is None or isinstance(metric, str) else None,
-                    mode=mode if scheduler is None or isinstance(mode, str) else None,
-                    search_alg=search_alg,
-                    scheduler=scheduler,
-                    num_samples=num_samples,
-                    time_budget_s=space.minutes * 60 if space.minutes else None,
-                ),
-                run_config=tune.RunConfig(
-                    name="tune",
-                    storage_path=storage,
-                    verbose=1 if progress else 0,
-                    failure_config=tune.FailureConfig(max_failures=0),
-                ),  # fmt: skip
-            )
-        grid = tuner.fit()
+        grid = _tuner(ctx, meta, trainable, progress, max_trials).fit()
         failed = sum(1 for r in grid if r.error)
         nodes = sorted({str(r.metrics.get("node_ip")) for r in grid if r.metrics})
         _finalize_interrupted(ctx)
@@ -234,6 +169,65 @@ class RayBackend(Backend):
         if not os.environ.get("RAY_ADDRESS"):
             ray.shutdown()
         return outcome
+
+
+def _worker_meta(ctx: SweepContext, mlflow: bool, extra_set: dict[str, Any], cpus_per_trial: float) -> dict:
+    """What a Ray worker needs to rebuild the space and the sweep context on its side."""
+    space = ctx.space
+    meta = {
+        "space_path": str(space.path.resolve()),
+        "profile": space.profile,
+        "extra_set": extra_set,
+        "name": ctx.name,
+        "sweep_dir": str(ctx.sweep_dir.resolve()),
+        "mlflow": mlflow,
+        "mlflow_parent": ctx.mlflow_parent,
+        "commit": ctx.commit,
+        "env": {k: os.environ[k] for k in ENV_PASSED if k in os.environ},
+    }
+    meta["env"].setdefault("MTSEARCH_RUNS", str(ctx.sweep_dir.resolve().parent.parent))
+    # One trial's torch threads match the CPUs Ray gives it: no oversubscription.
+    threads = max(1, int(cpus_per_trial))
+    if "num_threads" not in extra_set:
+        meta["extra_set"] = {**meta["extra_set"], "num_threads": threads}
+    return meta
+
+
+def _tuner(ctx: SweepContext, meta: dict, trainable, progress: bool, max_trials: int | None):
+    """A new Tuner with the space's searcher and scheduler, or the sweep's experiment restored."""
+    from ray import tune
+
+    space = ctx.space
+    storage = str((ctx.sweep_dir / "ray").resolve())
+    exp_path = os.path.join(storage, "tune")
+    if tune.Tuner.can_restore(exp_path):
+        log.info("restoring the Ray Tune experiment in %s", exp_path)
+        return tune.Tuner.restore(exp_path, trainable=trainable, resume_errored=True)
+    obj_keys = _objective_keys(space)
+    metric = obj_keys[0] if len(obj_keys) == 1 else obj_keys
+    mode = "max" if len(obj_keys) == 1 else ["max"] * len(obj_keys)
+    scheduler = PRUNERS[space.pruner].ray_scheduler(space)
+    search = ALGORITHMS[space.algorithm].ray_search(
+        space, metric, mode, num_samples=max_trials or space.trials or 10**6
+    )
+    return tune.Tuner(
+        trainable,
+        param_space={**search.param_space, "__mtsearch": meta},
+        tune_config=tune.TuneConfig(
+            metric=metric if scheduler is None or isinstance(metric, str) else None,
+            mode=mode if scheduler is None or isinstance(mode, str) else None,
+            search_alg=search.search_alg,
+            scheduler=scheduler,
+            num_samples=search.num_samples,
+            time_budget_s=space.minutes * 60 if space.minutes else None,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=storage,
+            verbose=1 if progress else 0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
 
 
 def _finalize_interrupted(ctx: SweepContext) -> None:

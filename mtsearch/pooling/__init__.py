@@ -1,6 +1,9 @@
 """Poolings: how a sequence of token states becomes one vector per input."""
 
-from mtsearch.pooling import attention, cls, cnn_bilstm, mean  # noqa: F401  (registers)
 from mtsearch.pooling.base import POOLING, Pooling, masked_mean
+from mtsearch.registry import discover
+
+# Importing every module of this folder registers what it defines: there is no list to keep.
+discover(__name__, __path__)
 
 __all__ = ["POOLING", "Pooling", "masked_mean"]

@@ -1,17 +1,16 @@
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from pydantic import BaseModel
 from torch import nn
 
-from mtsearch.registry import NoArgs, Registry
+from mtsearch.registry import Registry, Strategy
 
 
-class Pooling(nn.Module):
+class Pooling(nn.Module, Strategy):
     """``forward(hidden [B, L, H], mask [B, L]) -> [B, out_dim]``; one instance per task."""
-
-    Args: type[BaseModel] = NoArgs
-    name: str
 
     def __init__(self, args: BaseModel, *, hidden_size: int):
         super().__init__()
@@ -22,8 +21,9 @@ class Pooling(nn.Module):
     def out_dim(self) -> int:
         return self.hidden_size
 
+    @abstractmethod
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """One vector per input: [B, out_dim]."""
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,10 @@ every sampler gets shuffling, epochs and length bucketing the same way.
 :class:`~mtsearch.samplers.base.TaskBatches` joins the two for the trainer.
 """
 
-from mtsearch.samplers import resample, round_robin, sequential, weighted  # noqa: F401  (registers)
+from mtsearch.registry import discover
 from mtsearch.samplers.base import SAMPLERS, BatchStream, Sampler, TaskBatches, build_streams
+
+# Importing every module of this folder registers what it defines: there is no list to keep.
+discover(__name__, __path__)
 
 __all__ = ["SAMPLERS", "BatchStream", "Sampler", "TaskBatches", "build_streams"]

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from abc import abstractmethod
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel
 
-from mtsearch.registry import NoArgs, Registry
+from mtsearch.registry import Registry, Strategy
 
 
-class Sampler:
+class Sampler(Strategy):
     """Yields, step after step, the list of tasks that contribute one batch each.
 
     ``sizes`` and ``batch_sizes`` are per task, in the config's task order; ``rng`` is
@@ -24,8 +25,6 @@ class Sampler:
     training when it runs out; an infinite one leaves stopping to the step/example budget.
     """
 
-    Args: type[BaseModel] = NoArgs
-    name: str
     #: Start every task's batch stream afresh when the schedule starts a new epoch, as a
     #: training loop that rebuilds its shuffled per-task loaders each epoch would; off,
     #: a stream carries on where it stopped and sees all its examples before repeating.
@@ -56,15 +55,9 @@ class Sampler:
         #: epochs the schedule has started so far (0: none yet, or a sampler without epochs)
         self.epoch = 0
 
-    @classmethod
-    def check_config(cls, args: BaseModel, tasks: Sequence[str]) -> None:
-        """Refuse arguments that cannot work with these tasks (raise ValueError naming both fields).
-
-        Called by the run config's validator, before any data or model is touched.
-        """
-
+    @abstractmethod
     def schedule(self) -> Iterator[list[str]]:
-        raise NotImplementedError
+        """The task lists of the steps, in order; a finite schedule ends training when it runs out."""
 
     def index_pool(self, task: str) -> np.ndarray | None:
         """The example indices ``task`` trains on, repeats allowed; None: every example once.

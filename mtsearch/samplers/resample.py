@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,10 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from mtsearch.samplers.base import SAMPLERS, Sampler
 from mtsearch.tasks import TASKS
 
+if TYPE_CHECKING:
+    from mtsearch.config import RunConfig
+
 
 def discrete_label_tasks(tasks) -> list[str]:
     """Tasks whose labels are classes (balance_labels applies to them, not to regression)."""
     return [t for t in tasks if t in TASKS and TASKS[t].kind in ("class", "binary")]
+
+
+def _or(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 class ResampleEqualArgs(BaseModel):
@@ -45,11 +53,11 @@ class ResampleEqual(Sampler):
         self.pools = {t: self._pool(t) for t in self.tasks}
 
     @classmethod
-    def check_config(cls, args: BaseModel, tasks: Sequence[str]) -> None:
-        if args.balance_labels and not discrete_label_tasks(tasks):
+    def check_config(cls, args: ResampleEqualArgs, config: RunConfig) -> None:
+        if args.balance_labels and not discrete_label_tasks(config.tasks):
             raise ValueError(
-                "sampler_args.balance_labels needs a classification task (sst, para or cfimdb) in tasks; "
-                f"tasks is {', '.join(tasks)}"
+                "sampler_args.balance_labels needs a classification task "
+                f"({_or(discrete_label_tasks(TASKS))}) in tasks; tasks is {', '.join(config.tasks)}"
             )
 
     def _draw(self, indices: np.ndarray, k: int) -> np.ndarray:

@@ -10,6 +10,7 @@ starts a fresh permutation when the next epoch begins.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,8 +32,9 @@ class _EpochRoundRobin(Sampler):
 
     restart_streams = True
 
+    @abstractmethod
     def steps_per_epoch(self) -> int:
-        raise NotImplementedError
+        """Steps in one epoch (each one batch of every task)."""
 
     def schedule(self) -> Iterator[list[str]]:
         steps = self.steps_per_epoch()

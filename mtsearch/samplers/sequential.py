@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from mtsearch.samplers.base import SAMPLERS, Sampler
+
+if TYPE_CHECKING:
+    from mtsearch.config import RunConfig
 
 
 class SequentialArgs(BaseModel):
@@ -52,13 +55,13 @@ class Sequential(Sampler):
             raise ValueError(f"sampler_args.order {problem} (tasks: {', '.join(self.tasks)})")
 
     @classmethod
-    def check_config(cls, args: BaseModel, tasks: Sequence[str]) -> None:
+    def check_config(cls, args: SequentialArgs, config: RunConfig) -> None:
         if args.order is not None:
-            problem = _order_problem(list(args.order), list(tasks))
+            problem = _order_problem(list(args.order), list(config.tasks))
             if problem:
                 raise ValueError(
                     f"sampler_args.order {problem}: it must name every task in tasks "
-                    f"({', '.join(tasks)}) exactly once"
+                    f"({', '.join(config.tasks)}) exactly once"
                 )
 
     def schedule(self) -> Iterator[list[str]]:

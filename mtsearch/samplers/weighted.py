@@ -9,6 +9,7 @@ cumulative distribution, so a seed fixes the schedule.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,9 +35,9 @@ class _Weighted(Sampler):
     def sizes_array(self) -> np.ndarray:
         return np.array([self.pool_size(t) for t in self.tasks], dtype=np.float64)
 
+    @abstractmethod
     def probabilities(self, step: int) -> np.ndarray:
         """Probability of each task (in ``self.tasks`` order) at 0-based ``step``."""
-        raise NotImplementedError
 
     def schedule(self) -> Iterator[list[str]]:
         last = len(self.tasks) - 1

@@ -10,14 +10,16 @@ puts them in their own optimizer param group before training.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from abc import abstractmethod
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 
-from mtsearch.registry import NoArgs, Registry
+from mtsearch.registry import Registry, Strategy
+from mtsearch.tasks import check_task_keys
 
 
 class Optim(Protocol):
@@ -41,7 +43,7 @@ class Optim(Protocol):
         """Advance the learning-rate schedule by one trainer step."""
 
 
-class UpdateRule:
+class UpdateRule(Strategy):
     """Turns one step's task losses into parameter updates.
 
     ``loss_of(task)`` runs the forward pass of that task's batch and returns its loss; a
@@ -52,25 +54,16 @@ class UpdateRule:
     order uses it); it defaults to a fixed seed so a rule built in a test is deterministic.
     """
 
-    Args: type[BaseModel] = NoArgs
-    name: str
-
     def __init__(self, args: BaseModel, *, tasks: list[str], rng: np.random.Generator | None = None):
         self.args = args
         self.tasks = list(tasks)
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
-    @classmethod
-    def check_config(cls, args: BaseModel, tasks: Sequence[str]) -> None:
-        """Refuse arguments that cannot work with these tasks (raise ValueError naming both).
-
-        Called by the run config's validator, before any data or model is touched.
-        """
-
+    @abstractmethod
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
     ) -> dict[str, float]:
-        raise NotImplementedError
+        """Update the parameters from this step's task losses; the raw loss value per task."""
 
     # ------------------------------------------------------------- trainer hooks
     def extra_parameters(self) -> list[torch.nn.Parameter]:
@@ -90,14 +83,9 @@ class UpdateRule:
         return {}
 
 
-def check_task_keys(rule: str, args_field: str, per_task: dict[str, object], tasks: Sequence[str]) -> None:
-    """A per-task argument may only name tasks that are trained."""
-    for task in per_task:
-        if task not in tasks:
-            raise ValueError(
-                f"{args_field} names task '{task}', which is not in tasks ({', '.join(tasks)}); "
-                f"update '{rule}' can only weigh tasks that are trained"
-            )
+def check_weighted_tasks(rule: str, args_field: str, per_task: dict[str, object], tasks) -> None:
+    """A per-task argument of an update rule may only name tasks that are trained."""
+    check_task_keys(args_field, per_task, tasks, f"update '{rule}' can only weigh tasks that are trained")
 
 
 UPDATES: Registry[UpdateRule] = Registry("updates", "update")

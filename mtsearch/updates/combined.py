@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task, check_task_keys
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task, check_weighted_tasks
+
+if TYPE_CHECKING:
+    from mtsearch.config import RunConfig
 
 
 class CombinedArgs(BaseModel):
@@ -22,8 +26,8 @@ class Combined(UpdateRule):
     Args = CombinedArgs
 
     @classmethod
-    def check_config(cls, args: CombinedArgs, tasks: Sequence[str]) -> None:
-        check_task_keys(cls.name, "update_args.weights", args.weights, tasks)
+    def check_config(cls, args: CombinedArgs, config: RunConfig) -> None:
+        check_weighted_tasks(cls.name, "update_args.weights", args.weights, config.tasks)
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim

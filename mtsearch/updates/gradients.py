@@ -16,12 +16,17 @@ leaves a single ``[T] @ [T, P]`` product for the end.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mtsearch.updates.base import Optim, UpdateRule, backward
+
+if TYPE_CHECKING:
+    from mtsearch.config import RunConfig
 
 #: Columns per chunk when the Gram matrix is accumulated in float64 (bounds the temporary copy).
 _GRAM_CHUNK = 1 << 20
@@ -137,16 +142,22 @@ class GradientSurgery(UpdateRule):
         self._flat_key: tuple[int, ...] = ()
 
     @classmethod
-    def check_config(cls, args, tasks: Sequence[str]) -> None:
-        if len(tasks) < 2:
+    def check_config(cls, args, config: RunConfig) -> None:
+        if len(config.tasks) < 2:
             raise ValueError(
                 f"update '{cls.name}' combines the gradients of several tasks, but tasks has only "
-                f"one ({', '.join(tasks)}): add a task or use update 'combined'"
+                f"one ({', '.join(config.tasks)}): add a task or use update 'combined'"
+            )
+        # With the encoder frozen, only a shared pair layer (para and sts) is left to combine.
+        if config.frozen_encoder and not config.shared_pair_layer:
+            raise ValueError(
+                f"update '{cls.name}' combines the tasks' encoder gradients, and frozen_encoder "
+                "leaves none: use update 'combined' (or unfreeze the encoder)"
             )
 
+    @abstractmethod
     def combine(self, grads: torch.Tensor, tasks: list[str]) -> torch.Tensor:
         """The shared gradient ``[P]`` from the per-task rows ``[T, P]`` (row i is ``tasks[i]``)."""
-        raise NotImplementedError
 
     def flat_grads(self, params: Sequence[torch.nn.Parameter]) -> FlatGrads:
         key = tuple(id(p) for p in params)

@@ -10,18 +10,16 @@ scale); each head keeps its own task's gradient.
 Every projected gradient stays in the span of the original ones, so the surgery runs on
 the ``T x T`` Gram matrix (:func:`pcgrad_coefficients`, float64 on the CPU) and costs one
 Gram product and one ``[T] @ [T, P]`` product on the gradients, instead of ``T(T-1)``
-passes over P-long vectors. :func:`naive_pcgrad_step` is the textbook implementation,
-kept only as the reference the equivalence test and the benchmark compare against.
+passes over P-long vectors. The textbook implementation, which the equivalence test and
+the update-rule benchmark compare against, is ``tests/updates/reference.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
-from mtsearch.updates.base import UPDATES, Optim
+from mtsearch.updates.base import UPDATES
 from mtsearch.updates.gradients import GradientSurgery, combine_rows, gram
 
 OrderRng = np.random.Generator | torch.Generator
@@ -74,57 +72,3 @@ class PCGrad(GradientSurgery):
 
     def combine(self, grads: torch.Tensor, tasks: list[str]) -> torch.Tensor:
         return pcgrad_combine(grads, self.rng)
-
-
-def naive_pcgrad_step(
-    tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim, rng: OrderRng
-) -> dict[str, float]:
-    """PCGrad as it is usually written. FOR COMPARISON ONLY (benchmark and equivalence test).
-
-    All task graphs are built first and kept alive; for each task one backward with
-    ``retain_graph=True`` fills ``.grad`` of every parameter, which is flattened and copied
-    (heads included); the projections then loop over P-long vectors. It computes the same
-    update as :class:`PCGrad` (same ``rng`` state, same projection orders) at a higher cost
-    in memory and copies.
-    """
-    shared = list(optim.shared_params)
-    heads = []
-    seen = {id(p) for p in shared}
-    for t in tasks:
-        for p in optim.head_params[t]:
-            if id(p) not in seen:
-                seen.add(id(p))
-                heads.append(p)
-    params = shared + heads
-    n_shared = sum(p.numel() for p in shared)
-
-    task_losses = [loss_of(t) for t in tasks]
-    rows = []
-    touched = [False] * len(params)
-    for loss in task_losses:
-        for p in params:
-            p.grad = None
-        loss.backward(retain_graph=True)
-        touched = [seen or p.grad is not None for seen, p in zip(touched, params, strict=True)]
-        rows.append(
-            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-        )
-    for p in params:
-        p.grad = None
-
-    full = torch.stack(rows)
-    originals = full[:, :n_shared]
-    projected = originals.clone()
-    for i, order in enumerate(projection_orders(len(tasks), rng)):
-        for j in order:
-            dot = torch.dot(projected[i], originals[j])
-            if dot < 0:
-                projected[i] -= dot / torch.dot(originals[j], originals[j]) * originals[j]
-    # Another task's row is zero on a head, so the column sum is each head's own gradient.
-    merged = torch.cat([projected.sum(0), full[:, n_shared:].sum(0)])
-    offset = 0
-    for p, reached in zip(params, touched, strict=True):
-        p.grad = merged[offset : offset + p.numel()].view_as(p).clone() if reached else None
-        offset += p.numel()
-    optim.step()
-    return {t: float(loss.detach()) for t, loss in zip(tasks, task_losses, strict=True)}

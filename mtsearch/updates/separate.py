@@ -15,13 +15,16 @@ each task's step on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task, check_task_keys
+from mtsearch.updates.base import UPDATES, Optim, UpdateRule, backward_per_task, check_weighted_tasks
+
+if TYPE_CHECKING:
+    from mtsearch.config import RunConfig
 
 
 class SeparateArgs(BaseModel):
@@ -40,9 +43,14 @@ class Separate(UpdateRule):
     Args = SeparateArgs
 
     @classmethod
-    def check_config(cls, args: SeparateArgs, tasks: Sequence[str]) -> None:
-        check_task_keys(cls.name, "update_args.lr", args.lr, tasks)
-        check_task_keys(cls.name, "update_args.weight_decay", args.weight_decay, tasks)
+    def check_config(cls, args: SeparateArgs, config: RunConfig) -> None:
+        check_weighted_tasks(cls.name, "update_args.lr", args.lr, config.tasks)
+        check_weighted_tasks(cls.name, "update_args.weight_decay", args.weight_decay, config.tasks)
+        if config.grad_accum > 1:
+            raise ValueError(
+                f"grad_accum accumulates one gradient per step, but update '{cls.name}' steps once per task "
+                "with its own learning rate: use grad_accum 1 or another update"
+            )
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim

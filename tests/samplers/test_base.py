@@ -5,14 +5,15 @@ import pytest
 
 from mtsearch.config import make_config
 from mtsearch.errors import ConfigError
-from mtsearch.records import read_metrics
 from mtsearch.samplers import SAMPLERS, BatchStream, Sampler, TaskBatches
 from mtsearch.train import train
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def _plain(sizes, batch_sizes, **kw) -> Sampler:
-    return Sampler(SAMPLERS.get("round_robin").Args(), sizes=sizes, batch_sizes=batch_sizes, rng=None, **kw)
+    # round_robin overrides none of the base's pool and estimate methods tested here.
+    args = SAMPLERS.get("round_robin").Args()
+    return SAMPLERS.create("round_robin", args, sizes=sizes, batch_sizes=batch_sizes, rng=None, **kw)
 
 
 @pytest.mark.parametrize("bucket", [False, True])
@@ -36,6 +37,44 @@ def test_bucketing_a_pool_reads_lengths_by_example():
     stream = BatchStream(200, 4, np.random.default_rng(2), lengths=lengths, pool=pool)
     kinds = sorted(len(set(lengths[stream.next()].tolist())) for _ in range(10))
     assert kinds == [1] * 10  # every batch is all short or all long
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_batch_stream_covers_each_example_once_per_epoch(bucket):
+    n, bs = 103, 10
+    lengths = np.random.default_rng(0).integers(3, 60, n)
+    stream = BatchStream(
+        n, bs, np.random.default_rng(5), lengths=lengths if bucket else None, chunk_batches=3
+    )
+    seen = np.concatenate([stream.next() for _ in range(stream.batches_per_epoch())])
+    assert sorted(seen.tolist()) == list(range(n))
+    again = BatchStream(n, bs, np.random.default_rng(5), lengths=lengths if bucket else None, chunk_batches=3)
+    assert np.array_equal(
+        again.next(),
+        BatchStream(
+            n, bs, np.random.default_rng(5), lengths=lengths if bucket else None, chunk_batches=3
+        ).next(),
+    )
+    # The next epoch is a new permutation.
+    nxt = np.concatenate([stream.next() for _ in range(stream.batches_per_epoch())])
+    assert sorted(nxt.tolist()) == list(range(n)) and not np.array_equal(seen, nxt)
+
+
+def test_length_bucketing_cuts_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 120, 5000)
+
+    def padding_efficiency(stream):
+        real = padded = 0
+        for _ in range(stream.batches_per_epoch()):
+            b = lengths[stream.next()]
+            real += b.sum()
+            padded += b.max() * len(b)
+        return real / padded
+
+    plain = padding_efficiency(BatchStream(5000, 32, np.random.default_rng(1)))
+    bucketed = padding_efficiency(BatchStream(5000, 32, np.random.default_rng(1), lengths=lengths))
+    assert bucketed > 0.9 > 0.7 > plain
 
 
 def test_pool_indices_out_of_range_are_refused():
@@ -90,31 +129,7 @@ def test_task_batch_size_is_validated_naming_the_field():
         make_config({"task_batch_size": {"cfimdb": 8}})
 
 
-@pytest.mark.parametrize("name", SAMPLERS.names())
-def test_a_knob_of_another_sampler_is_refused_naming_both_fields(name):
-    knobs = list(SAMPLERS.get(name).Args.model_fields)
-    takes = ", ".join(knobs) if knobs else "no arguments"
-    with pytest.raises(
-        ConfigError, match=rf"sampler_args\.bogus does not apply to sampler '{name}' \(it takes {takes}\)"
-    ):
-        make_config({"sampler": name, "sampler_args": {"bogus": 1}})
-
-
 # ------------------------------------------------------------------ in the trainer
-@pytest.mark.parametrize("name", SAMPLERS.names())
-def test_every_sampler_trains_end_to_end(name, data_dir, runs):
-    # 192 rows per task, batches of 16 (para 8): 4 steps, one evaluation at the end.
-    cfg = tiny_config(
-        data_dir, name=name, sampler=name, max_steps=4, eval_every=4, task_batch_size={"para": 8}
-    )
-    result = train(cfg)
-    assert result.status == "finished" and result.steps == 4
-    evals = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [4] and np.isfinite(evals[-1]["overall"])
-    # A step takes one batch of some of the tasks: 8 to 16 + 8 + 16 examples.
-    assert 4 * 8 <= result.examples <= 4 * 40
-
-
 def test_per_task_batch_sizes_and_the_sampler_estimate_reach_the_trainer(data_dir, runs):
     rr = train(tiny_config(data_dir, name="rr", max_steps=3, eval_every=3, task_batch_size={"para": 8}))
     assert rr.examples == 3 * (16 + 8 + 16)

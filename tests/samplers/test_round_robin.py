@@ -88,3 +88,14 @@ def test_round_robin_family_ignores_the_seed():
             name, SAMPLERS.get(name).Args(), sizes=SIZES, batch_sizes=BATCH, rng=np.random.default_rng(2)
         )
         assert list(itertools.islice(a.schedule(), 50)) == list(itertools.islice(b.schedule(), 50))
+
+
+def test_round_robin_gives_every_task_each_step():
+    s = SAMPLERS.create(
+        "round_robin",
+        SAMPLERS.get("round_robin").Args(),
+        sizes={"a": 3, "b": 5},
+        batch_sizes={"a": 1, "b": 1},
+        rng=np.random.default_rng(0),
+    )
+    assert list(itertools.islice(s.schedule(), 4)) == [["a", "b"]] * 4

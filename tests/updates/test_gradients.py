@@ -75,17 +75,3 @@ def test_collecting_per_task_gradients_reproduces_the_combined_update():
         updates.append(delta(m, before))
     assert max_diff(*updates) < 1e-6
     assert max(float(d.abs().max()) for d in updates[0].values()) > 1e-3
-
-
-def test_a_step_with_one_task_uses_its_gradient_as_is():
-    model, _ = tiny_model()
-    other = copy.deepcopy(model)
-    batches = random_batches(seed=4)
-    updates = []
-    for m, name in ((model, "pcgrad"), (other, "combined")):
-        m.eval()
-        before = snapshot(m)
-        rule = UPDATES.create(name, UPDATES.get(name).Args(), tasks=list(TASKS3))
-        rule.step(["para"], loss_fn(m, batches), sgd_handle(m))
-        updates.append(delta(m, before))
-    assert max_diff(*updates) < 1e-7

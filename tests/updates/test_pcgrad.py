@@ -8,8 +8,9 @@ import torch
 
 from mtsearch.errors import ConfigError
 from mtsearch.updates import UPDATES
-from mtsearch.updates.pcgrad import naive_pcgrad_step, pcgrad_coefficients, pcgrad_combine, projection_orders
+from mtsearch.updates.pcgrad import pcgrad_coefficients, pcgrad_combine, projection_orders
 from tests.updates.helpers import delta, loss_fn, max_diff, random_batches, sgd_handle, snapshot, tiny_model
+from tests.updates.reference import naive_pcgrad_step
 
 
 def _reference(grads: torch.Tensor, orders: list[list[int]]) -> torch.Tensor:
