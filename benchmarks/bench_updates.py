@@ -68,8 +68,7 @@ def main() -> None:
     from mtsearch.config import make_config
     from mtsearch.models.encoder import load_encoder, resolve_model
     from mtsearch.models.multitask import MultitaskModel, task_loss
-    from mtsearch.train.optim import build_optimizer
-    from mtsearch.train.trainer import _OptimHandle
+    from mtsearch.train.optim import OptimHandle, build_optimizer
     from mtsearch.updates import UPDATES
     from tests.updates.reference import naive_pcgrad_step
 
@@ -89,7 +88,7 @@ def main() -> None:
     }
     extra = [p for r in rules.values() for p in r.extra_parameters()]
     optimizer, scheduler = build_optimizer(model, config, 1000, extra)
-    optim = _OptimHandle(model, optimizer, scheduler, config.max_grad_norm)
+    optim = OptimHandle.for_model(model, optimizer, scheduler, config.max_grad_norm)
     naive_rng = np.random.default_rng(0)
     steps = {name: (lambda r=rule: r.step(list(TASKS), loss_of, optim)) for name, rule in rules.items()}
     steps["pcgrad-naive"] = lambda: naive_pcgrad_step(list(TASKS), loss_of, optim, naive_rng)

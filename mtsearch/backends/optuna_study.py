@@ -314,7 +314,7 @@ def _run_seeds(study, trial, ctx: SweepContext, params: dict, done: dict, tally:
     """Run the configuration's seeds (those not ``done``) and tell the study: values, pruned or failed."""
     from optuna.trial import TrialState
 
-    from mtsearch.train import Pruned
+    from mtsearch.errors import Pruned
 
     space = ctx.space
 

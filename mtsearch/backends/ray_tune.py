@@ -46,7 +46,7 @@ def _trainable(config: dict[str, Any]) -> None:
     """Runs in a Ray worker: one configuration, every seed, reporting each evaluation."""
     from ray import tune
 
-    from mtsearch.train import Pruned
+    from mtsearch.errors import Pruned
 
     meta = config["__mtsearch"]
     for key, value in meta["env"].items():

@@ -53,9 +53,6 @@ Report = Callable[[int, dict[str, float]], None]
 #: every run of a sweep is then compared on the same examples.
 EVAL_SUBSET_SEED = 20240
 
-#: tests/updates and benchmarks/bench_updates.py build the handle under this name
-_OptimHandle = OptimHandle.for_model
-
 
 @dataclass
 class TrainResult:

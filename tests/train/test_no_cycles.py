@@ -8,7 +8,9 @@ cycle is found before anything runs it.
 An edge goes to the module an import names: ``from a.b import c`` is an edge to ``a.b.c``
 when that is a module of the package, else to ``a.b``. A package's ``__init__`` is not an
 implied dependency of its submodules (Python runs it first, but a package that re-exports
-its submodules is not a cycle).
+its submodules is not a cycle). Imports under ``if TYPE_CHECKING:`` are left out: they never
+run (annotations are strings under ``from __future__ import annotations``), so a strategy's
+``check_config(args, config: RunConfig)`` may name the config it is checked against.
 """
 
 from __future__ import annotations
@@ -33,7 +35,17 @@ def module_files(package: Path) -> dict[str, Path]:
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The package's modules that ``name`` (at ``path``) imports anywhere in its source."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name in modules}
         elif isinstance(node, ast.ImportFrom):

@@ -56,11 +56,11 @@ def loss_fn(model, batches):
 def sgd_handle(model, lr: float = 1.0, max_grad_norm: float | None = 1.0):
     """The trainer's optimizer handle around plain SGD: the parameter update is -lr * gradient,
     so two rules' updates can be compared value by value (Adam's first step is ~lr * sign)."""
-    from mtsearch.train.trainer import _OptimHandle
+    from mtsearch.train.optim import OptimHandle
 
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    return _OptimHandle(model, opt, sched, max_grad_norm)
+    return OptimHandle.for_model(model, opt, sched, max_grad_norm)
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:

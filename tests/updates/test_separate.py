@@ -11,14 +11,20 @@ from tests.updates.helpers import TASKS3, loss_fn, random_batches, tiny_model
 
 
 def _setup(tasks=TASKS3, update_args=None, max_grad_norm=1.0, **config):
-    from mtsearch.train.optim import build_optimizer
-    from mtsearch.train.trainer import _OptimHandle
+    from mtsearch.train.optim import OptimHandle, build_optimizer
 
     model, cfg = tiny_model(tasks, update="separate", update_args=update_args or {}, **config)
     model.eval()  # no dropout: the hand-worked update below needs the exact gradient
     optimizer, scheduler = build_optimizer(model, cfg, 10)
     rule = UPDATES.create("separate", cfg.args("update"), tasks=list(tasks))
-    return model, cfg, rule, optimizer, scheduler, _OptimHandle(model, optimizer, scheduler, max_grad_norm)
+    return (
+        model,
+        cfg,
+        rule,
+        optimizer,
+        scheduler,
+        OptimHandle.for_model(model, optimizer, scheduler, max_grad_norm),
+    )
 
 
 def test_each_task_steps_with_its_own_lr_and_decay_and_the_schedule_ticks_once():

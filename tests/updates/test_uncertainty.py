@@ -38,8 +38,7 @@ def test_the_learned_variance_settles_at_the_loss(kind, optimum):
 
 
 def test_log_variances_are_trained_by_the_trainers_optimizer():
-    from mtsearch.train.optim import build_optimizer
-    from mtsearch.train.trainer import _OptimHandle
+    from mtsearch.train.optim import OptimHandle, build_optimizer
 
     model, config = tiny_model(head_lr=1e-2, warmup_ratio=0.0)
     model.eval()
@@ -61,7 +60,7 @@ def test_log_variances_are_trained_by_the_trainers_optimizer():
     loss_of = loss_fn(model, batches)
     with torch.no_grad():
         raw = {t: float(loss_of(t)) for t in TASKS3}
-    optim = _OptimHandle(model, optimizer, scheduler, 1.0)
+    optim = OptimHandle.for_model(model, optimizer, scheduler, 1.0)
     losses = rule.step(list(TASKS3), loss_of, optim)
     assert losses == pytest.approx(raw)  # the rule reports the raw task losses
     state = rule.state()
