@@ -17,9 +17,12 @@ from mtsearch.errors import MtsearchError
 
 def _train(args: argparse.Namespace) -> int:
     from mtsearch.config import load_config, parse_set
+    from mtsearch.paths import check_name
     from mtsearch.tasks import TASKS, overall_score
     from mtsearch.train import train
 
+    if args.name is not None:
+        check_name(args.name, "--name")
     overrides = parse_set(args.set or [])
     for flag in ("data_dir", "name"):
         if getattr(args, flag):

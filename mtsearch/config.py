@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtsearch.errors import ConfigError
+from mtsearch.paths import check_name
 from mtsearch.registry import suggest
 from mtsearch.tasks import TASKS, check_task_keys
 
@@ -204,6 +205,12 @@ class RunConfig(BaseModel):
     """Mirror the run into MLflow (MLFLOW_TRACKING_URI, default a sqlite store in runs/)."""
 
     # ------------------------------------------------------------------ checks
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        # The name becomes runs/<name>: no separators, no '..' (mtsearch.paths.check_name).
+        return None if value is None else check_name(value, "name")
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks(cls, value: Any) -> Any:

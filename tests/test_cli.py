@@ -134,3 +134,13 @@ def test_malformed_data_file_strict_and_lenient(runs, tmp_path):
 def test_fetch_offline_without_mirror_says_what_to_set(tmp_path):
     proc = mtsearch("data", "fetch", "--from", "http://127.0.0.1:9/nothing/", "--dest", str(tmp_path / "d"))
     one_clear_error(proc, "--from")
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ""])
+def test_a_run_name_that_leaves_runs_is_refused(runs, data_dir, name):
+    one_clear_error(mtsearch("train", "--data-dir", str(data_dir), "--name", name, *SMALL), "--name")
+    if name:  # `--set name=` is null: the default name
+        one_clear_error(
+            mtsearch("train", "--data-dir", str(data_dir), "--set", f"name={name}", *SMALL), "name:"
+        )
+    assert not runs.exists() or not any(runs.iterdir())
