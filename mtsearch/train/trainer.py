@@ -260,8 +260,13 @@ def pre_stages(config: RunConfig, runtime: Runtime, data: RunData, model) -> Pre
     freezer = Freezer(model.encoder, config)
     cache = None
     if config.activation_cache and freezer.frozen_depth:
-        pairs = [(data.train_splits[t], data.enc_train[t]) for t in config.tasks]
-        pairs += [(data.dev_splits[t], data.enc_dev[t]) for t in config.tasks]
+        # Cache the rows the run reads: its training subset, and the dev rows periodic
+        # evaluation scores (every dev row when a final evaluation on the full dev sets follows).
+        pairs = [(data.train_splits[t], data.enc_train[t], None) for t in config.tasks]
+        pairs += [
+            (data.dev_splits[t], data.enc_dev[t], None if config.final_eval else data.subsets[t])
+            for t in config.tasks
+        ]
         cache = activation_cache.prepare(
             config, model.encoder, freezer.frozen_depth, runtime.source, data.tokenizer, pairs, runtime.device
         )
