@@ -188,9 +188,17 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
         for t in config.tasks
     }
     dev_splits = {t: load_split(t, "dev", runtime.data_dir, strict=strict) for t in config.tasks}
-    for name, split in {**train_splits, **dev_splits}.items():
+    for split in [*train_splits.values(), *dev_splits.values()]:  # a list: a dict by task let dev hide train
         if not split.examples:
-            raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
+            skipped = (
+                f"; {len(split.defects)} malformed row(s) skipped, the first at line {split.defects[0].line}: "
+                f"{split.defects[0].reason}"
+                if split.defects
+                else ""
+            )
+            raise MtsearchError(
+                f"{split.path}: no usable rows for task '{split.task}' ({split.split}{skipped})"
+            )
     enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
     extra_splits = {t: load_extra(t, p, strict=strict) for t, p in runtime.extra_paths.items()}
     for t, extra in extra_splits.items():
