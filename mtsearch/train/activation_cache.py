@@ -204,6 +204,8 @@ def _chunk_files(name: str) -> tuple[str, str]:
 
 #: chunks whose checksum this process verified, by (path, inode, size, mtime) of both files
 _verified: set[tuple] = set()
+#: seconds this process spent verifying checksums (reported per run in env.json)
+_verify_clock = [0.0]
 
 
 def _stat_key(files: list[Path]) -> tuple:
@@ -232,7 +234,9 @@ def _open_chunk(path: Path, chunk: dict, hidden_size: int) -> tuple[np.ndarray, 
     ):
         return "does not have the shape its index records"
     if key not in _verified:
+        t0 = time.perf_counter()
         got = cachefiles.digest([*cachefiles.array_bytes(rows), *cachefiles.array_bytes(flat)])
+        _verify_clock[0] += time.perf_counter() - t0
         if got != chunk["checksum"]:
             return "does not match its checksum (damaged)"
         _verified.add(key)
@@ -441,6 +445,7 @@ class CacheReport:
     skipped: list[str] = field(default_factory=list)  # splits left on the uncached path
     build_seconds: float = 0.0
     rows_built: int = 0
+    verify_seconds: float = 0.0  # spent checking chunks' checksums (once per chunk and process)
     bytes: int = 0  # bytes of the cached states this run reads
     disk_bytes: int = 0  # the whole activation cache on disk after this run
 
@@ -452,6 +457,7 @@ class CacheReport:
             "skipped": self.skipped,
             "build_seconds": round(self.build_seconds, 3),
             "rows_built": self.rows_built,
+            "verify_seconds": round(self.verify_seconds, 3),
             "bytes": self.bytes,
             "disk_bytes": self.disk_bytes,
         }
@@ -464,6 +470,25 @@ def _owner(root: Path):
         return cachefiles.entry_of_part(part) if part.parent == root else part.parent
 
     return owner
+
+
+_opened: set[Path] = set()
+
+
+def _note_old_layout(root: Path) -> None:
+    """Say (once) how much space entries of the previous layout take: they are never read again."""
+    old = [
+        d for d in root.iterdir() if d.is_dir() and (d / "meta.json").is_file() and not (d / INDEX).exists()
+    ]
+    if old:
+        size = sum(cachefiles.tree_bytes(d) for d in old)
+        log.info(
+            "activation cache: %d entries of an older layout (%.1f MB) in %s are no longer read; "
+            "delete them to free the space (make clean-cache empties the whole cache)",
+            len(old),
+            size / 1e6,
+            root,
+        )
 
 
 def attach(
@@ -488,8 +513,12 @@ def attach(
     root = Path(root) if root is not None else paths.cache_dir() / "activations"
     root.mkdir(parents=True, exist_ok=True)
     cachefiles.remove_stale_parts(root, _owner(root))  # once per process: what killed builds left
+    if root not in _opened:
+        _opened.add(root)
+        _note_old_layout(root)
     report = CacheReport(layers)
     hidden_size = encoder.config.hidden_size
+    verified_before = _verify_clock[0]
     for split, enc, rows in splits:
         if enc.lines is None:
             # rows of several files joined (extra_data): line numbers no longer identify
@@ -554,6 +583,7 @@ def attach(
             )
             report.skipped.append(f"{split.task}-{split.split}")
     report.disk_bytes = cachefiles.tree_bytes(root)
+    report.verify_seconds = _verify_clock[0] - verified_before
     return report
 
 
@@ -582,13 +612,14 @@ def prepare(config, encoder, layers: int, source, tokenizer, pairs, device) -> C
         root=root,
     )
     log.info(
-        "activation cache (k=%d): %s rows computed in %.1f s for %d entries, %d entries reused; "
-        "%.1f MB on disk in %s",
+        "activation cache (k=%d): %s rows computed in %.1f s for %d entries, %d entries reused, "
+        "checksums verified in %.2f s; %.1f MB on disk in %s",
         layers,
         f"{report.rows_built:,}",
         report.build_seconds,
         len(report.built),
         len(report.reused),
+        report.verify_seconds,
         report.disk_bytes / 1e6,
         root,
     )
