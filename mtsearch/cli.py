@@ -51,6 +51,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from mtsearch.errors import ConfigError
+
+    if args.limit is not None and not args.detailed:
+        raise ConfigError("--limit only applies with --detailed (predict writes every example otherwise)")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: a number of dev examples per task, at least 1 (got {args.limit})")
     if args.detailed:
         from mtsearch.dashboard.predictions import compute_detailed
 
@@ -253,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if args.command in ("train", "sweep"):
+            from mtsearch.paths import require_output_dirs
+
+            require_output_dirs()  # MTSEARCH_RUNS a file or read-only: one line, before any work
         return args.func(args)
     except MtsearchError as err:
         print(f"mtsearch: error: {err}", file=sys.stderr)

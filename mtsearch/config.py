@@ -216,10 +216,16 @@ class RunConfig(BaseModel):
     def _tasks(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):  # e.g. tasks=5: name the key, not Python's TypeError
+            raise ValueError(
+                f"a list of task names is expected (e.g. [sst, sts]); choose from {', '.join(TASKS)}"
+            )
         value = tuple(value)
         if not value:
             raise ValueError("at least one task is needed")
         for task in value:
+            if not isinstance(task, str):
+                raise ValueError(f"a task is named by text; choose from {', '.join(TASKS)}")
             if task not in TASKS:
                 raise ValueError(
                     f"unknown task '{task}'{suggest(task, list(TASKS))}; choose from {', '.join(TASKS)}"
@@ -457,12 +463,28 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:  # a binary or Latin-1 file: say which byte, not a traceback
+        raise ConfigError(
+            f"config file {p} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"config file {p} cannot be read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of config keys")
     return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:

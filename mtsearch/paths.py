@@ -9,6 +9,7 @@ elsewhere.
 from __future__ import annotations
 
 import os
+import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -41,6 +42,34 @@ def cache_dir() -> Path:
     """Derived artefacts that are safe to delete (token ids, cached activations)."""
     env = os.environ.get("MTSEARCH_CACHE")
     return Path(env).expanduser() if env else runs_dir() / "cache"
+
+
+def require_writable(path: Path, what: str) -> Path:
+    """``path`` as a folder this process can write into (created if missing), else ConfigError.
+
+    ``what`` names the folder and the setting behind it ("runs folder (MTSEARCH_RUNS)").
+    Writing is tried, not inferred from permission bits: a read-only file system, an
+    immutable folder or a file in the way all fail here, in one line, before any work.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder: point it at a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(
+            f"{what} {path} is not writable ({reason}): point it at a folder you can write to"
+        ) from None
+    return path
+
+
+def require_output_dirs() -> None:
+    """The runs and cache folders can be written: checked before a run or sweep starts."""
+    require_writable(runs_dir(), "runs folder (MTSEARCH_RUNS)")
+    require_writable(cache_dir(), "cache folder (MTSEARCH_CACHE, default <runs>/cache)")
 
 
 def check_name(name: str, what: str) -> str:

@@ -26,6 +26,15 @@ def test_defaults_are_valid_and_frozen():
         ({"update_args": {"weights": {"sst": "heavy"}}}, "update_args.weights.sst"),
         ({"max_steps": None}, "needs a budget"),
         ({"head_dropout": 1.5}, "head_dropout"),
+        ({"tasks": 5}, "tasks: a list of task names"),
+        ({"tasks": [5]}, "tasks: a task is named by text"),
+        (
+            {"update_args": {"weights": {"sst": float("nan")}}},
+            "update_args.weights.sst for update 'combined'",
+        ),
+        ({"update_args": {"weights": {"sst": float("inf")}}}, "finite"),
+        ({"update_args": {"weights": {"sst": -0.5}}}, "greater than or equal to 0"),
+        ({"name": "../x"}, "name: a name is one folder under runs/"),
     ],
 )
 def test_bad_values_name_the_field(values, fragment):
@@ -79,3 +88,17 @@ def test_yaml_round_trip_and_hash(tmp_path):
 def test_every_field_is_documented():
     for name, info in RunConfig.model_fields.items():
         assert info.description, f"config field {name} has no docstring"
+
+
+def test_a_config_file_that_is_not_utf8_or_not_yaml_is_one_line(tmp_path):
+    from mtsearch.config import read_config_file
+
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("lr: 1e-4  # réglé\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml is not UTF-8 text \(byte 13 is 0xe9\)"):
+        read_config_file(latin)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lr: [1e-4\nmodel: tiny\n")
+    with pytest.raises(ConfigError) as err:
+        read_config_file(broken)
+    assert "\n" not in str(err.value) and "line 2" in str(err.value)

@@ -42,3 +42,16 @@ def test_the_config_name_field_is_checked():
     assert make_config({"name": "ok"}).name == "ok"
     with pytest.raises(ConfigError, match="^name: .*path separator"):
         make_config({"name": "../escape"})
+
+
+def test_require_writable_creates_a_folder_or_names_what_is_in_the_way(tmp_path):
+    from mtsearch.paths import require_writable
+
+    made = require_writable(tmp_path / "a" / "b", "runs folder")
+    assert made.is_dir() and list(made.iterdir()) == []  # the probe file is gone
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="^runs folder .*file is a file, not a folder"):
+        require_writable(blocker, "runs folder")
+    with pytest.raises(ConfigError, match="^cache folder .*not writable"):
+        require_writable(blocker / "below", "cache folder")

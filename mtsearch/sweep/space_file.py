@@ -246,7 +246,12 @@ class Source:
 
     def __init__(self, path: Path):
         self.path = path
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})"
+            ) from None
         self.lines = Lines(text)
         try:
             raw = yaml.safe_load(text) or {}

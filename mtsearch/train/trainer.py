@@ -188,9 +188,17 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
         for t in config.tasks
     }
     dev_splits = {t: load_split(t, "dev", runtime.data_dir, strict=strict) for t in config.tasks}
-    for name, split in {**train_splits, **dev_splits}.items():
+    for split in [*train_splits.values(), *dev_splits.values()]:  # a list: a dict by task let dev hide train
         if not split.examples:
-            raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
+            skipped = (
+                f"; {len(split.defects)} malformed row(s) skipped, the first at line {split.defects[0].line}: "
+                f"{split.defects[0].reason}"
+                if split.defects
+                else ""
+            )
+            raise MtsearchError(
+                f"{split.path}: no usable rows for task '{split.task}' ({split.split}{skipped})"
+            )
     enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
     extra_splits = {t: load_extra(t, p, strict=strict) for t, p in runtime.extra_paths.items()}
     for t, extra in extra_splits.items():
@@ -260,8 +268,13 @@ def pre_stages(config: RunConfig, runtime: Runtime, data: RunData, model) -> Pre
     freezer = Freezer(model.encoder, config)
     cache = None
     if config.activation_cache and freezer.frozen_depth:
-        pairs = [(data.train_splits[t], data.enc_train[t]) for t in config.tasks]
-        pairs += [(data.dev_splits[t], data.enc_dev[t]) for t in config.tasks]
+        # Cache the rows the run reads: its training subset, and the dev rows periodic
+        # evaluation scores (every dev row when a final evaluation on the full dev sets follows).
+        pairs = [(data.train_splits[t], data.enc_train[t], None) for t in config.tasks]
+        pairs += [
+            (data.dev_splits[t], data.enc_dev[t], None if config.final_eval else data.subsets[t])
+            for t in config.tasks
+        ]
         cache = activation_cache.prepare(
             config, model.encoder, freezer.frozen_depth, runtime.source, data.tokenizer, pairs, runtime.device
         )
