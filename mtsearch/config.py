@@ -658,7 +658,9 @@ def check_profiles(profiles: Any, where: str) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{where}: profiles.{name} must be a mapping of config keys")
         for key in values:
             if key not in RunConfig.model_fields:
-                raise ConfigError(f"{where}: unknown config key 'profiles.{name}.{key}'{suggest(key, field_names())}")
+                raise ConfigError(
+                    f"{where}: unknown config key 'profiles.{name}.{key}'{suggest(key, field_names())}"
+                )
             if key not in PROFILE_KEYS:
                 raise ConfigError(
                     f"{where}: profiles.{name}.{key}: a profile changes only the machine and the budget "

@@ -54,4 +54,6 @@ class PartialBatches(Sampler):
         return self.args.parts * sum(self.batch_sizes.values()) / len(self.tasks)
 
     def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(sum(self.pool_size(t) for t in self.tasks) / self.expected_examples_per_step()))
+        return max(
+            1, math.ceil(sum(self.pool_size(t) for t in self.tasks) / self.expected_examples_per_step())
+        )

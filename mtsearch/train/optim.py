@@ -189,7 +189,9 @@ def schedule_factor(
     optimizer steps themselves; ``gamma`` None is the default.
     """
     warmup = int(warmup_ratio * total_steps)
-    steps = list(milestone_steps) if milestone_steps is not None else [int(m * total_steps) for m in milestones]
+    steps = (
+        list(milestone_steps) if milestone_steps is not None else [int(m * total_steps) for m in milestones]
+    )
     gamma = gamma if gamma is not None else DEFAULT_GAMMA
 
     def factor(step: int) -> float:
@@ -310,7 +312,7 @@ def build_optimizer(
     head_lr = (config.head_lr or config.lr) if lr is None else lr
     rest = [(n, p) for n, p in model.named_parameters() if not n.startswith("encoder.")]
     per_task = {}
-    for task, task_lr in (config.task_head_lr.items() if lr is None else ()):
+    for task, task_lr in config.task_head_lr.items() if lr is None else ():
         if task in getattr(model, "tasks", ()):
             ids = {id(p) for p in model.task_parameters(task)}
             per_task[task] = ([(n, p) for n, p in rest if id(p) in ids], task_lr)
@@ -527,7 +529,9 @@ class PerTaskOptim:
         return self.handles[task]
 
     def step(self) -> None:
-        raise RuntimeError("one optimizer per task: step the task's own (for_task(task).apply()), then advance()")
+        raise RuntimeError(
+            "one optimizer per task: step the task's own (for_task(task).apply()), then advance()"
+        )
 
     def apply(self, *, lr: float | None = None, weight_decay: float | None = None) -> None:
         raise RuntimeError("one optimizer per task: step the task's own (for_task(task).apply())")

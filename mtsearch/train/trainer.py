@@ -228,9 +228,9 @@ def build_model(config: RunConfig, runtime: Runtime):
     """Stage 3: the encoder (a 'tiny' one's weights from the run's seed) with the tasks'
     poolings and heads, on the run's device; a MultitaskModel."""
     from mtsearch.models.encoder import load_encoder
-    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.models.multitask import MultitaskModel, needs_pooler
 
-    encoder = load_encoder(runtime.source, seed=config.seed)
+    encoder = load_encoder(runtime.source, seed=config.seed, pooler=needs_pooler(config))
     if config.freeze_layers and not config.frozen_encoder:
         check_freeze_depth(encoder, config)  # before SimCSE can spend minutes
     return MultitaskModel(encoder, config).to(runtime.device)

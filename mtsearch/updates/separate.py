@@ -73,7 +73,9 @@ class Separate(UpdateRule):
     def task_optimizers(self) -> dict[str, dict[str, float | None]] | None:
         if self.args.optimizers == "shared":
             return None
-        return {t: {"lr": self.args.lr.get(t), "weight_decay": self.args.weight_decay.get(t)} for t in self.tasks}
+        return {
+            t: {"lr": self.args.lr.get(t), "weight_decay": self.args.weight_decay.get(t)} for t in self.tasks
+        }
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
