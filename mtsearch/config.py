@@ -208,7 +208,7 @@ class RunConfig(BaseModel):
 
     # --- budget, evaluation, stopping ----------------------------------------
     max_steps: int | None = Field(200, ge=1)
-    """Stop after this many steps (one step = one batch of each scheduled task; with grad_accum k, an optimizer step every k steps)."""
+    """Stop after this many steps (one step = the batches the sampler schedules together: one of each scheduled task, or several small ones with partial_batches; with grad_accum k, an optimizer step every k steps)."""
     max_examples: int | None = Field(None, ge=1)
     """Stop once this many training examples (over all tasks) were seen; with max_steps, whichever comes first."""
     max_epochs: float | None = Field(None, gt=0.0)

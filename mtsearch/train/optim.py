@@ -18,6 +18,18 @@ embeddings at 0.53 lr). Every group follows the same schedule factor:
   is optimizer step ``int(m * S)``; fractions keep a schedule meaningful whatever the
   budget, max_steps or max_examples, and whatever ``grad_accum``).
 
+Epochs. Settings the reports count in epochs (``heads_only_epochs_*``, multistep
+milestones with ``schedule_milestones_unit: epoch``; the trainer's ``max_epochs`` and
+``eval_every_epochs``) become steps through the sampler's epoch length, once it is known
+(:class:`StepPlan`): e epochs are ``round(e * steps_per_epoch)`` steps, and a milestone of
+e epochs drops the rate once those steps' optimizer steps are done.
+
+One optimizer per task. An update rule may ask for its own AdamW per task
+(:meth:`~mtsearch.updates.base.UpdateRule.task_optimizers`, update 'separate' with
+``optimizers: per_task``): :func:`optim_handle` then builds each task an AdamW over the
+whole model, with that task's learning rate (reaching the heads too) and weight decay, its
+own state and its own schedule, and hands the rule a :class:`PerTaskOptim`.
+
 Gradient accumulation. The budget (``max_steps``, the evaluation period, the heads-only
 phases) counts steps, i.e. rounds: one batch of each scheduled task. With
 ``grad_accum`` k the update rule runs every round as usual, but only every k-th round
