@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
     for flag in ("data_dir", "name"):
         if getattr(args, flag):
             overrides[flag] = getattr(args, flag)
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, profile=args.profile)
     result = train(config)
     print(
         f"\nrun: {result.run_dir}  status: {result.status}  steps: {result.steps}  "
@@ -86,6 +86,59 @@ def _data_check(args: argparse.Namespace) -> int:
     from mtsearch.data import check_report, resolve_data_dir
 
     print(check_report(resolve_data_dir(args.data_dir), strict=args.strict))
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from mtsearch.config import parse_set
+    from mtsearch.reproduce import (
+        failed,
+        format_comparison,
+        format_published,
+        plan,
+        reproduce,
+        reproducible_presets,
+        write_tables,
+    )
+
+    chosen = [
+        what
+        for what, on in (("PRESET", args.preset), ("--published", args.published), ("--all", args.all))
+        if on
+    ]
+    if len(chosen) != 1:
+        names = ", ".join(reproducible_presets())
+        raise MtsearchError(
+            ("give one of " if chosen else "give ")
+            + "a PRESET, --published or --all"
+            + (f" (got {' and '.join(chosen)})" if chosen else f"; presets: {names}")
+        )
+    if args.published:
+        print(format_published())
+        return 0
+    overrides = parse_set(args.set or [])
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    presets = reproducible_presets() if args.all else [args.preset]
+    planned = [plan(p, args.profile, overrides) for p in presets]  # every config checked before training
+    reps = []
+    for p in planned:
+        try:
+            rep = reproduce(p)
+        except MtsearchError as err:
+            if not args.all:
+                raise
+            # --all: one preset's failure (e.g. a diverged loss) leaves the others' rows
+            print(f"mtsearch: {p.preset} failed: {err}", file=sys.stderr)
+            reps.append(failed(p, err))
+            continue
+        reps.append(rep)
+        print("\n" + format_comparison(rep))
+    if args.all:
+        from mtsearch.paths import runs_dir
+
+        csv_path, md_path = write_tables(reps, runs_dir() / "reproduce", args.profile)
+        print(f"\ntables: {csv_path}, {md_path}")
     return 0
 
 
@@ -186,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--data-dir", help="folder with the CS224N files (else MTSEARCH_DATA, else data/cs224n)")
     t.add_argument("--name", help="run directory name under runs/")
+    t.add_argument("--profile", help="a profile of the config file (presets: cpu, the default, or gpu)")
     t.set_defaults(func=_train)
 
     pr = sub.add_parser("predict", help="write dev/test predictions of a run in the course format")
@@ -241,6 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("spaces", help="list the shipped search spaces and what they cost")
     sp.add_argument("--profile", default="cpu")
     sp.set_defaults(func=_spaces)
+
+    rpr = sub.add_parser(
+        "reproduce", help="train a published system's preset; its dev scores beside the report's"
+    )
+    rpr.add_argument("preset", nargs="?", help="a preset with published scores (see --published)")
+    rpr.add_argument("--profile", default="cpu", help="the preset's budget profile: cpu (default) or gpu")
+    rpr.add_argument("--published", action="store_true", help="print the published scores alone, no training")
+    rpr.add_argument("--all", action="store_true",
+                     help="every such preset; the table goes to runs/reproduce/reproduce-PROFILE.csv and .md")  # fmt: skip
+    rpr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    rpr.add_argument("--data-dir")
+    rpr.set_defaults(func=_reproduce)
 
     dm = sub.add_parser("dims", help="list every config dimension and strategy")
     dm.set_defaults(func=_dims)

@@ -74,7 +74,7 @@ def load_run(run: str | Path, data_dir: str | None = None, splits=("dev",)) -> L
 
     from mtsearch.data import require_files, resolve_data_dir
     from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.models.multitask import MultitaskModel, needs_pooler
     from mtsearch.train.runtime import pick_device
 
     path = find_run(str(run))
@@ -88,7 +88,7 @@ def load_run(run: str | Path, data_dir: str | None = None, splits=("dev",)) -> L
     require_files(ddir, list(config.tasks), [s for s in splits if s != "test"])
     device, precision = pick_device(config)
     tokenizer = load_tokenizer(source)
-    model = MultitaskModel(load_encoder(source, seed=config.seed), config)
+    model = MultitaskModel(load_encoder(source, seed=config.seed, pooler=needs_pooler(config)), config)
     checkpoint = path / "best.safetensors"
     try:
         state = load_file(str(checkpoint))
