@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtsearch.faults import fault_point
+
 from mtsearch import paths
 from mtsearch.data.loaders import Split, parse_file
 
@@ -182,6 +184,7 @@ def _save(path: Path, lines: np.ndarray, segments: dict[str, Segment], meta: dic
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        fault_point("cache_build")  # fault-injection tests: a kill with the temp file written
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
