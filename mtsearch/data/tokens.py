@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtsearch.faults import fault_point
-
 from mtsearch import paths
 from mtsearch.data.loaders import Split, parse_file
+from mtsearch.faults import fault_point
 
 log = logging.getLogger("mtsearch.data")
 
