@@ -181,22 +181,19 @@ def _check_trials_csv(sweep_dir: Path) -> list[str]:
 
 
 def trial_counts(sweep_dir: Path, meta: dict[str, Any], res=None) -> tuple[dict[str, int], str, str | None]:
-    """Configurations by state: done, pruned, failed, running (+ waiting, duplicate from a study)."""
+    """Configurations by state: done, pruned, failed, running, from the run directories (the truth);
+    a study adds the proposals it set aside as duplicates."""
+    counts = dir_counts(sweep_dir)
     study_db = sweep_dir / "study.db"
-    if study_db.exists() and meta.get("backend", "optuna") == "optuna":
+    if study_db.exists():
         try:
             from mtsearch.backends.optuna_study import trial_counts as study_counts
             from mtsearch.dashboard.study import sweep_study
 
-            c = study_counts(sweep_study(sweep_dir))
-            counts = {"done": c.get("complete", 0), "pruned": c.get("pruned", 0), "failed": c.get("fail", 0),
-                      "running": c.get("running", 0), "waiting": c.get("waiting", 0),
-                      "duplicate": c.get("duplicate", 0)}  # fmt: skip
-            return counts, "study", None
+            counts["duplicate"] = study_counts(sweep_study(sweep_dir)).get("duplicate", 0)
         except Exception as err:
-            note = f"study.db could not be read ({type(err).__name__}); trial counts come from the run directories."
-            return dir_counts(sweep_dir), "run directories", note
-    return dir_counts(sweep_dir), "run directories", None
+            return counts, "run directories", f"study.db could not be read ({type(err).__name__})."
+    return counts, "run directories", None
 
 
 def dir_counts(sweep_dir: Path) -> dict[str, int]:
