@@ -95,8 +95,9 @@ def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
 class RunLock:
     """The flock a worker holds on a run while it trains it (``<run_dir>/.lock``).
 
-    flock locks belong to an open file: a second open of the same file, even in the same
-    process, does not get it, so :func:`is_locked` is right from anywhere.
+    A process never probes (:func:`is_locked`) a run it holds itself: on NFS, Linux
+    emulates flock with POSIX locks, which belong to the process and are dropped when it
+    closes any descriptor of the file.
     """
 
     def __init__(self, fh):
@@ -494,8 +495,8 @@ def plan_work(ctx: SweepContext, reserved: frozenset[RunKey] | set[RunKey] = fro
                 pending.append(key)
     # Keep a configuration's seeds together where the race does not interleave them: the
     # first seeds of a configuration come before the next configuration's.
-    pending.sort(key=lambda key: (key.seed_index >= space.seeds, list(configs).index(key.config_hash),
-                                  key.seed_index))  # fmt: skip
+    order = {h: i for i, h in enumerate(configs)}
+    pending.sort(key=lambda key: (key.seed_index >= space.seeds, order[key.config_hash], key.seed_index))
     if pending or in_flight or proposals_left:
         finished_because = None
     elif finished_because is None:
@@ -580,16 +581,6 @@ def _decide(ctx: SweepContext, level: int):
     return ctx._decisions[memo_key]
 
 
-def seeds_per_configuration(ctx: SweepContext) -> dict[str, int]:
-    """Finished-or-done runs per configuration, labelled by its parameters (the closing output)."""
-    out: dict[str, int] = {}
-    runs = load_runs(ctx.sweep_dir)
-    for h, g in runs.groupby("config_hash", sort=False):
-        label = ", ".join(f"{k}={v}" for k, v in g["params"].iloc[0].items()) or h
-        out[label] = int(g["status"].isin(DONE).sum())
-    return out
-
-
 # -------------------------------------------------------------------------- a run
 def objective_values(space: Space, summary: dict[str, Any]) -> list[float]:
     """A finished run's value of each objective (overall or a task's score)."""
@@ -662,7 +653,7 @@ def execute_run(
             write_json(
                 rd / "result.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"[:4000]}
             )
-        log.warning("run %s (%s) failed: %s: %s", key, _describe(params), type(err).__name__, err)
+        log.warning("run %s (%s) failed: %s: %s", key, describe_params(params), type(err).__name__, err)
     fault_point("after_result")
     return run_summary(ctx, key)
 
@@ -689,12 +680,9 @@ def _train_eval_seconds(rd: Path) -> float:
     return float(rows[-1].get("train_seconds", 0.0) + rows[-1].get("eval_seconds", 0.0))
 
 
-def _describe(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "base"
-
-
 def describe_params(params: dict[str, Any]) -> str:
-    return _describe(params)
+    """``sampler=temperature, sampler_args.temperature=2.0`` (``base`` for no parameter)."""
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "base"
 
 
 def format_failures(runs, limit: int = 10) -> list[str]:
@@ -702,7 +690,7 @@ def format_failures(runs, limit: int = 10) -> list[str]:
     failed = runs[runs["status"] == "failed"] if not runs.empty else runs
     lines = []
     for _, r in failed.head(limit).iterrows():
-        lines.append(f"  {r['run']} ({_describe(r['params'])}): {r['error'] or 'no error recorded'}")
+        lines.append(f"  {r['run']} ({describe_params(r['params'])}): {r['error'] or 'no error recorded'}")
     if len(failed) > limit:
         lines.append(f"  ... and {len(failed) - limit} more (see runs/<config>/s<k>/result.json)")
     return lines
