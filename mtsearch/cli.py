@@ -152,9 +152,21 @@ def _dims(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from mtsearch.backends import BACKENDS
     from mtsearch.config import parse_set
+    from mtsearch.errors import ConfigError
     from mtsearch.sweep.results import compute, format_results, write_tables
+    from mtsearch.sweep.runner import format_failures, load_runs
     from mtsearch.sweep.space import load_space
 
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(
+            f"--trials is the number of configurations, a whole number >= 1 (got {args.trials})"
+        )
+    if args.minutes is not None and not (args.minutes > 0 and args.minutes != float("inf")):
+        raise ConfigError(f"--minutes is a wall-clock budget, a number of minutes > 0 (got {args.minutes})")
+    if args.name is not None:
+        from mtsearch.paths import check_name
+
+        check_name(args.name, "--name")
     extra = parse_set(args.set or [])
     if args.data_dir:
         extra["data_dir"] = args.data_dir
@@ -174,18 +186,48 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
     outcome = backend.run(space, args.name, **options)
+    for note in outcome.notes:
+        print(f"note: {note}")
+    counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
     print(
-        f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) in "
-        f"{outcome.wall_seconds / 60:.1f} min; trials {outcome.counts}"
+        f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) trained in "
+        f"{outcome.wall_seconds / 60:.1f} min; runs: {counts}"
     )
     if outcome.wall_seconds and outcome.runs:
         print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time")
+    runs = load_runs(outcome.sweep_dir)
+    print(_seeds_line(runs, space))
+    failures = format_failures(runs)
+    if failures:
+        print("failed runs:")
+        print("\n".join(failures))
     res = compute(outcome.sweep_dir)
     if not res.configurations.empty:
         write_tables(res)
     print(format_results(res))
     print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
     return 0
+
+
+def _seeds_line(runs, space) -> str:
+    """How many seeds each configuration got (racing: per configuration)."""
+    from mtsearch.sweep.keys import DONE
+
+    if runs.empty:
+        return "seeds per configuration: no run yet"
+    done = runs[runs["status"].isin(DONE)]
+    per = done.groupby("config_hash", sort=False).size()
+    if not space.racing:
+        spread = per.value_counts().sort_index(ascending=False)
+        return "seeds per configuration: " + ", ".join(
+            f"{n} x {c} configuration(s)" for n, c in spread.items()
+        )
+    lines = ["seeds per configuration (racing):"]
+    for h, n in per.sort_values(ascending=False).items():
+        params = runs.loc[runs["config_hash"] == h, "params"].iloc[0]
+        label = ", ".join(f"{k}={v}" for k, v in params.items()) or h
+        lines.append(f"  {n:3d}  {label}")
+    return "\n".join(lines)
 
 
 def _results(args: argparse.Namespace) -> int:
@@ -274,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--data-dir")
     sw.add_argument("--trials", type=int, help="override the budget's number of configurations")
     sw.add_argument("--minutes", type=float, help="override the budget's wall-clock minutes")
-    sw.add_argument("--storage", help="Optuna storage URL (default: sqlite in runs/sweeps/<name>/)")
-    sw.add_argument("--worker", action="store_true", help="join an existing Optuna study as one more worker")
+    sw.add_argument("--storage", help="Optuna storage URL (default: sqlite in runs/sweeps/<name>/); the run "
+                    "folders stay in runs/sweeps/<name>/, which every worker must share")  # fmt: skip
+    sw.add_argument("--worker", action="store_true",
+                    help="one more process on the same sweep (several may run at once, on machines that share "
+                    "the sweep folder)")  # fmt: skip
     sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
     sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
     sw.add_argument("--no-mlflow", action="store_true", help="do not mirror into MLflow")

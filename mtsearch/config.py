@@ -55,6 +55,8 @@ class RunConfig(BaseModel):
     """Run directory name under runs/; default: a timestamp plus the config hash."""
     seed: int = Field(0, ge=0)
     """Seeds python, numpy, torch, model init, data order and every strategy's generator."""
+    data_seed: int | None = Field(None, ge=0)
+    """Seeds the train_limit / train_fraction subsets instead of seed (None: seed), so seeds can vary the initialisation and order over one fixed subset."""
 
     # --- model and data -------------------------------------------------------
     model: str = "minilm"

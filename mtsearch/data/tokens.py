@@ -25,6 +25,7 @@ import numpy as np
 
 from mtsearch import cachefiles, paths
 from mtsearch.data.loaders import Split, parse_file
+from mtsearch.faults import fault_point
 
 log = logging.getLogger("mtsearch.data")
 
@@ -184,9 +185,15 @@ def _save(path: Path, lines: np.ndarray, segments: dict[str, Segment], meta: dic
         arrays[f"{name}.token_type_ids"] = seg.token_type_ids
         arrays[f"{name}.offsets"] = seg.offsets
     arrays["checksum"] = np.array(_checksum(arrays))
+
+    def write(f) -> None:
+        np.savez(f, **arrays)
+        fault_point("cache_build")  # fault-injection tests: a kill with the temp file written
+
     # Written aside, fsynced and renamed (mtsearch.cachefiles): a reader, or the next run
-    # after a power loss, sees the whole file or none.
-    cachefiles.write_atomic(path, lambda f: np.savez(f, **arrays))
+    # after a power loss, sees the whole file or none; concurrent trials encoding the same
+    # file each write their own temp file and the last rename wins with identical content.
+    cachefiles.write_atomic(path, write)
 
 
 def _load(

@@ -1,7 +1,7 @@
 """Sweep results with honest statistics: configurations over seeds, ablations per dimension.
 
-Results are read from the run directories a sweep wrote (``trials/*/trial.json`` and
-``result.json``), so they are the same whichever backend ran the sweep and survive a
+Results are read from the run directories a sweep wrote (its runs table,
+:func:`mtsearch.sweep.runner.load_runs`), so they are the same whichever backend ran the sweep and survive a
 crash of the sweep itself. A run's score is its best checkpoint's (the best periodic
 evaluation, or the full dev sets when it was measured), never its last evaluation.
 
@@ -61,41 +61,13 @@ def find_sweep(name: str) -> Path:
     raise MtsearchError(f"no sweep '{name}' under {sweeps_dir()}; sweeps: {', '.join(known) or 'none yet'}")
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # missing or half-written: counted as incomplete
-
-
 def load_runs(sweep_dir: Path) -> tuple[list[dict[str, Any]], int]:
-    rows, incomplete = [], 0
-    trials = sweep_dir / "trials"
-    for rd in sorted(trials.iterdir()) if trials.exists() else []:
-        info = _read_json(rd / "trial.json")
-        res = _read_json(rd / "result.json")
-        if info is None or res is None:
-            incomplete += 1
-            continue
-        status = res.get("status")
-        scores = res.get("final") or (res.get("best") or {}).get("scores") or {}
-        row = {
-            "run": rd.name,
-            "trial": info.get("trial"),
-            "seed": info.get("seed"),
-            "params_key": info.get("params_key"),
-            "config_hash": info.get("config_hash"),
-            "status": status,
-            "seconds": res.get("seconds"),
-            "best_step": (res.get("best") or {}).get("step"),
-            "mlflow_run_id": res.get("mlflow_run_id"),
-            "params": info.get("params") or {},
-        }
-        if status in ("finished", "stopped_early") and scores:
-            row.update(scores)
-            row["overall"] = res.get("overall")
-        rows.append(row)
-    return rows, incomplete
+    """Runs with a final status (rows of :func:`mtsearch.sweep.runner.load_runs`), and how many are not done."""
+    from mtsearch.sweep.runner import load_runs as runs_table
+
+    table = runs_table(sweep_dir)
+    live = table["status"].isin(("running", "interrupted"))
+    return table[~live].to_dict("records"), int(live.sum())
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:

@@ -183,7 +183,7 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
             runtime.data_dir,
             strict=strict,
             limit=config.train_limit,
-            seed=config.seed,
+            seed=config.seed if config.data_seed is None else config.data_seed,
             fraction=config.train_fraction,
         )
         for t in config.tasks

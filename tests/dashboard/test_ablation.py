@@ -49,10 +49,14 @@ def test_a_list_valued_dimension_has_one_level_label_everywhere(tmp_path):
         {"name": "schedule_milestones", "kind": "categorical", "choices": choices}
     )
     (sd / "sweep.json").write_text(json.dumps(meta))
-    for rd in sorted((sd / "trials").iterdir()):
-        info = json.loads((rd / "trial.json").read_text())
-        info["params"]["schedule_milestones"] = choices[info["trial"] % 2]
-        (rd / "trial.json").write_text(json.dumps(info))
+    for i, conf in enumerate(sorted((sd / "runs").glob("*/config.json"))):
+        info = json.loads(conf.read_text())
+        info["params"]["schedule_milestones"] = choices[i % 2]
+        conf.write_text(json.dumps(info))
+        for rd in conf.parent.glob("s*"):
+            run = json.loads((rd / "run.json").read_text())
+            run["params"] = info["params"]
+            (rd / "run.json").write_text(json.dumps(run))
     d = load_sweep(sd)
     labels = ["[0.5]", "[0.5, 0.75]"]
     ab = ablation_for(d, "schedule_milestones")
