@@ -294,17 +294,17 @@ def test_a_running_sweep_shows_new_trials_at_the_next_refresh(synthetic_root, da
         "kind": "eval",
         "step": 2,
         "examples": 96,
-        "scores": {"sst": 0.5, "para": 0.7, "sts": 0.4},
-        "overall": 0.6,
+        "scores": {"sst": 0.95, "para": 0.95, "sts": 0.9},
+        "overall": 0.95,  # above every synthetic configuration: the new best
     }
     (rd / "metrics.jsonl").write_text(json.dumps(row_) + "\n")
     at.run()
     assert row() == (15, 1, 30, "running")
     assert any("1 run(s) are still running" in w.value for w in at.main.warning)
     (rd / "result.json").write_text(
-        json.dumps({"status": "finished", "overall": 0.6, "best": {"step": 2, "scores": row_["scores"]}})
+        json.dumps({"status": "finished", "overall": 0.95, "best": {"step": 2, "scores": row_["scores"]}})
     )
-    study.tell(trial, 0.6)
+    study.tell(trial, 0.95)
     at.run()
     assert row() == (16, 0, 31, "idle")
-    assert at.dataframe[0].value.iloc[0]["best overall"] == pytest.approx(0.6)
+    assert at.dataframe[0].value.iloc[0]["best overall"] == pytest.approx(0.95)

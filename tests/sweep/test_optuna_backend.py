@@ -154,7 +154,8 @@ def test_base_seed_and_vary_data_set_the_runs_seeds(sweep_env, tmp_path):
     from mtsearch.sweep.keys import derive_seed
 
     space = space_file(tmp_path, "based", ("seeds: 2", "seeds: 2\nbase_seed: 7\nvary_data: false"),
-                       ("  sampler:\n    choices: [round_robin, temperature]", "  sampler:\n    choices: [round_robin]"))  # fmt: skip
+                       ("  sampler:\n    choices: [round_robin, temperature]\n  sampler_args.temperature:\n"
+                        "    values: [2.0]\n    when: {sampler: temperature}", "  sampler:\n    choices: [round_robin]"))  # fmt: skip
     BACKENDS.get("optuna")().run(load_space(str(space)), progress=False, mlflow=False)
     table = load_runs(sweep_env / "sweeps" / "based")
     assert list(table["seed"]) == [derive_seed(7, 0), derive_seed(7, 1)]

@@ -82,7 +82,7 @@ def test_the_grid_is_a_tree(tmp_path):
          ["a grid needs 'values'"]),
         # NaN and infinity (YAML's .nan, .inf) are refused wherever a number goes.
         ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    values: [1.0e-5, .nan]",
-         ["space.yaml:14", "'lr': every value must be a finite number (got nan)"]),
+         ["space.yaml:15", "'lr': every value must be a finite number (got nan)"]),  # the values line
         ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    choices: [.inf]", ["every choice must be a finite number (got inf)"]),
         ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    low: 1.0e-5\n    high: .inf",
          ["'lr': high must be a finite number (got inf)"]),
