@@ -241,6 +241,17 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from mtsearch.sweep.verify import format_plan, format_verify, plan_verify, run_verify
+
+    extra = {"data_dir": args.data_dir} if args.data_dir else {}
+    plan = plan_verify(args.sweep, args.profile, args.top, args.worst, extra)
+    print(format_plan(plan), flush=True)
+    out = run_verify(plan, mlflow=not args.no_mlflow, progress=not args.quiet)
+    print(format_verify(out, plan.verify_dir / "verify.json"))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from mtsearch.dashboard.report import write_report
 
@@ -332,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--top", type=int, default=10)
     rs.set_defaults(func=_results)
 
+    vf = sub.add_parser(
+        "verify",
+        help="re-run a sweep's best and worst configurations at a higher fidelity: does its ranking hold?",
+    )
+    vf.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
+    vf.add_argument("--profile", default="long",
+                    help="the space file's profile to verify at (default: long: longer, more data, full "
+                    "fine-tuning)")  # fmt: skip
+    vf.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
+    vf.add_argument("--worst", type=int, default=2, help="how many of the worst configurations (default 2)")
+    vf.add_argument("--data-dir")
+    vf.add_argument("--no-mlflow", action="store_true", help="do not mirror the runs into MLflow")
+    vf.add_argument("--quiet", action="store_true", help="no line per run")
+    vf.set_defaults(func=_verify)
+
     rp = sub.add_parser("report", help="one self-contained HTML file with a sweep's tables and plots")
     rp.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
     rp.add_argument("--out", help="HTML file to write (default: runs/sweeps/<sweep>/report.html)")
@@ -370,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        if args.command in ("train", "sweep"):
+        if args.command in ("train", "sweep", "verify"):
             from mtsearch.paths import require_output_dirs
 
             require_output_dirs()  # MTSEARCH_RUNS a file or read-only: one line, before any work
