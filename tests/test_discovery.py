@@ -115,6 +115,7 @@ def test_the_contract_tests_cover_it(project, runs):
         "tests/contracts/test_registries.py::test_a_knob_of_another_strategy_is_refused_naming_both_fields",
         "tests/contracts/test_samplers.py::test_deterministic_per_seed_and_only_names_known_tasks",
         "tests/contracts/test_samplers.py::test_expected_examples_per_step_matches_what_the_batches_hold",
+        "tests/contracts/test_samplers.py::test_an_epoch_is_a_whole_number_of_steps_that_does_not_depend_on_the_budget",
     }
     if real_data_dir() is not None:
         expected.add("tests/contracts/test_samplers.py::test_trains_end_to_end")

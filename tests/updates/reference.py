@@ -78,6 +78,7 @@ def tseng_pcgrad(
     task i (self-projection is a no-op as long as the partly projected gradient still has
     a non-negative dot with its own original, which holds in these fixtures). The projected
     gradients are averaged where every task has a gradient ("shared") and summed elsewhere.
+    It computes in ``grads``' dtype: pass float64 rows for an exact yardstick.
     """
     shared = torch.stack(has_grads).prod(0).bool()
     pc_grad = [g.clone() for g in grads]
