@@ -22,6 +22,7 @@ Only light imports here: the registry imports every module of this folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -113,6 +114,7 @@ def start_jobs(
     *,
     space_path: Path,
     profile: str,
+    budget: dict[str, Any],
     extra_set: dict[str, Any],
     name: str,
     storage: str | None,
@@ -131,9 +133,9 @@ def start_jobs(
     jobs = Jobs(_tmp=tmp)
     for i in range(1, n + 1):
         out = Path(tmp.name) / f"job-{i}.json"
-        spec = {"index": i, "space_path": str(space_path), "profile": profile, "extra_set": extra_set,
-                "name": name, "storage": storage, "mlflow": mlflow, "threads": threads, "out": str(out),
-                "verbose": logging.getLogger().getEffectiveLevel() <= logging.DEBUG}  # fmt: skip
+        spec = {"index": i, "space_path": str(space_path), "profile": profile, "budget": budget,
+                "extra_set": extra_set, "name": name, "storage": storage, "mlflow": mlflow, "threads": threads,
+                "out": str(out), "verbose": logging.getLogger().getEffectiveLevel() <= logging.DEBUG}  # fmt: skip
         cmd = [
             sys.executable,
             "-c",
@@ -161,7 +163,10 @@ def job_main() -> None:
         from mtsearch.backends import BACKENDS
         from mtsearch.sweep.space import load_space
 
-        space = load_space(spec["space_path"], spec["profile"], spec["extra_set"])
+        # The space as the command has it: its file, --set, and --trials/--minutes (budget).
+        space = dataclasses.replace(
+            load_space(spec["space_path"], spec["profile"], spec["extra_set"]), **spec["budget"]
+        )
         outcome = BACKENDS.get("optuna")().run(
             space, spec["name"], storage=spec["storage"], worker=True, mlflow=spec["mlflow"], progress=False,
             threads=spec["threads"],

@@ -440,6 +440,7 @@ class OptunaBackend(Backend):
             helpers = None
             if jobs > 1:  # after the study exists: the other jobs only join it
                 helpers = start_jobs(jobs - 1, space_path=space.path.resolve(), profile=space.profile,
+                                     budget={"trials": space.trials, "minutes": space.minutes},
                                      extra_set=dict(extra_set or {}), name=ctx.name, storage=storage,
                                      mlflow=mlflow, threads=threads or 1)  # fmt: skip
             try:

@@ -65,6 +65,15 @@ def test_two_jobs_train_every_run_once_with_the_scores_of_one(jobs_env, tmp_path
     assert {e["torch_threads"] for e in envs} == {1}
 
 
+def test_the_jobs_keep_the_commands_budget(jobs_env, tmp_path):
+    """--trials reaches every job: a random search over four samplers with --trials 1 trains one configuration."""
+    space = F.fault_space(tmp_path, "budget")
+    space.write_text(space.read_text().replace("algorithm: grid", "algorithm: random"))
+    assert main(["sweep", str(space), "--quiet", "--no-mlflow", "--jobs", "2", "--trials", "1"]) == 0
+    table = load_runs(jobs_env / "sweeps" / "budget")
+    assert table["config_hash"].nunique() == 1 and sorted(table["seed_index"]) == [0, 1]
+
+
 def _job_run(sweep_dir: Path, parent: int) -> Path | None:
     """A run folder another process (a job) is training: its run.json, no result yet."""
     for info in sweep_dir.glob("runs/*/s*/run.json"):
