@@ -18,6 +18,7 @@ BENCHES = [
     ("freeze", ["bench_freeze.py"]),
     ("sweep", ["bench_sweep.py"]),
     ("faults", ["bench_faults.py"]),
+    ("jobs", ["bench_jobs.py"]),
 ]
 
 

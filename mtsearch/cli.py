@@ -163,6 +163,14 @@ def _sweep(args: argparse.Namespace) -> int:
         )
     if args.minutes is not None and not (args.minutes > 0 and args.minutes != float("inf")):
         raise ConfigError(f"--minutes is a wall-clock budget, a number of minutes > 0 (got {args.minutes})")
+    if args.jobs is not None and args.backend == "ray":
+        raise ConfigError(
+            "--jobs is for the optuna backend; Ray runs as many trials at once as its CPUs allow: "
+            "set --cpus-per-trial (e.g. 1 for one trial per core)"
+        )
+    from mtsearch.backends.jobs import check_jobs
+
+    jobs = check_jobs(args.jobs)
     if args.name is not None:
         from mtsearch.paths import check_name
 
@@ -182,7 +190,7 @@ def _sweep(args: argparse.Namespace) -> int:
     backend = BACKENDS.get(args.backend)()
     options = dict(mlflow=not args.no_mlflow, progress=not args.quiet, extra_set=extra)
     if args.backend == "optuna":
-        options.update(storage=args.storage, worker=args.worker)
+        options.update(storage=args.storage, worker=args.worker, jobs=jobs)
     else:
         options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
     outcome = backend.run(space, args.name, **options)
@@ -332,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--worker", action="store_true",
                     help="one more process on the same sweep (several may run at once, on machines that share "
                     "the sweep folder)")  # fmt: skip
+    sw.add_argument("--jobs", metavar="N",
+                    help="optuna: train N runs at once on this machine (N workers of the sweep, the CPU cores "
+                    "split between them; default 1)")  # fmt: skip
     sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
     sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
     sw.add_argument("--no-mlflow", action="store_true", help="do not mirror into MLflow")

@@ -409,11 +409,23 @@ class OptunaBackend(Backend):
         progress: bool = True,
         max_trials: int | None = None,
         race_policy=None,
+        jobs: int = 1,
+        threads: int | None = None,
+        extra_set: dict[str, Any] | None = None,
         **_: Any,
     ) -> SweepOutcome:
+        """``jobs``: runs at once on this machine (this process and jobs-1 more workers, see
+        :mod:`mtsearch.backends.jobs`); ``threads``: torch threads of each run (None: the config's,
+        or the cores split between the jobs); ``extra_set``: the --set overrides the space was
+        loaded with, for the other jobs to load it alike."""
+        from mtsearch.backends.jobs import start_jobs, threads_per_job
+
         t0 = time.perf_counter()
         ctx = prepare_sweep(space, name, "optuna", mlflow=mlflow, worker=worker)
         ctx.race_policy = race_policy
+        if threads is None and jobs > 1:
+            threads = threads_per_job(jobs, space.base.get("num_threads"))
+        ctx.threads = threads
         for note in ctx.notes:
             log.warning("%s", note)
         url = storage_url(ctx, storage)
@@ -421,19 +433,39 @@ class OptunaBackend(Backend):
             study = open_study(url, ctx.name, space, sampler_seed=session_seed(ctx))
         budget = max_trials or space.trials
         deadline = t0 + space.minutes * 60 if space.minutes else float("inf")
+        others: list[dict[str, Any]] = []
         with sweep_session(ctx):
             bar = _progress_bar(ctx, budget, progress)
             w = _Worker(study, ctx, budget, deadline, bar)
-            stopped = w.loop()
-            bar.close()
+            helpers = None
+            if jobs > 1:  # after the study exists: the other jobs only join it
+                helpers = start_jobs(jobs - 1, space_path=space.path.resolve(), profile=space.profile,
+                                     budget={"trials": space.trials, "minutes": space.minutes},
+                                     extra_set=dict(extra_set or {}), name=ctx.name, storage=storage,
+                                     mlflow=mlflow, threads=threads or 1)  # fmt: skip
+            try:
+                stopped = w.loop()
+                if helpers is not None:
+                    others = helpers.wait()
+            except BaseException:  # Ctrl-C or a crash: no job outlives the command
+                if helpers is not None:
+                    helpers.stop()
+                raise
+            finally:
+                bar.close()
         wall = time.perf_counter() - t0
         outcome = SweepOutcome(
-            name=ctx.name, sweep_dir=str(ctx.sweep_dir), backend="optuna", wall_seconds=wall, runs=w.tally.runs,
-            run_seconds=w.tally.run_seconds, train_eval_seconds=w.tally.train_eval, counts=run_counts(ctx),
-            stopped_because=stopped, notes=ctx.notes,
+            name=ctx.name, sweep_dir=str(ctx.sweep_dir), backend="optuna", wall_seconds=wall,
+            runs=w.tally.runs + sum(int(o.get("runs") or 0) for o in others),
+            run_seconds=w.tally.run_seconds + sum(float(o.get("run_seconds") or 0.0) for o in others),
+            train_eval_seconds=w.tally.train_eval + sum(float(o.get("train_eval_seconds") or 0.0) for o in others),
+            counts=run_counts(ctx), stopped_because=stopped, notes=ctx.notes,
         )  # fmt: skip
-        record_session(ctx, {**outcome.record(), "storage": url, "duplicates": w.tally.duplicates,
-                             "ended": time.time()})  # fmt: skip
+        session = {**outcome.record(), "storage": url, "duplicates": w.tally.duplicates, "ended": time.time()}
+        if jobs > 1:  # each job records its own session: this one keeps its own runs (sessions add up)
+            session.update(runs=w.tally.runs, run_seconds=w.tally.run_seconds, train_eval_seconds=w.tally.train_eval,
+                           jobs=jobs, threads=threads, jobs_runs=outcome.runs)  # fmt: skip
+        record_session(ctx, session)
         return outcome
 
 

@@ -145,6 +145,7 @@ class SweepContext:
     session: int = 0  # this invocation's index in sweep.json's sessions
     notes: list[str] = field(default_factory=list)  # what the user should know (seeds changed, ...)
     race_policy: Callable[[Any, Any], Any] | None = None  # tests may pass a policy; default: racing.decide
+    threads: int | None = None  # torch threads of each run (--jobs splits the cores); None: the config's
     _decisions: dict = field(default_factory=dict, repr=False)
 
     def run_dir(self, key: RunKey) -> Path:
@@ -642,8 +643,9 @@ def execute_run(
              "trial": "" if trial is None else str(trial), "git_commit": ctx.commit or "",
              "mtsearch.kind": "trial", **(tags or {})}  # fmt: skip
     try:
+        threads = {} if ctx.threads is None else {"num_threads": ctx.threads}  # outside the config hash
         cfg = space.run_config(params, key.seed_index, name=f"{key.config_hash}-s{key.seed_index}",
-                               progress=False, mlflow=ctx.mlflow)  # fmt: skip
+                               progress=False, mlflow=ctx.mlflow, **threads)  # fmt: skip
         train(cfg, report=run_report, run_dir=rd, mlflow_parent=ctx.mlflow_parent, mlflow_tags=mtags)
     except (Pruned, KeyboardInterrupt):
         raise
