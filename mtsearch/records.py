@@ -23,6 +23,7 @@ from typing import Any
 
 from mtsearch.paths import project_root
 
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
