@@ -18,6 +18,9 @@ DATA := data/cs224n
 CONFIG ?= search_spaces/presets/baseline.yaml
 SET ?=
 PORT ?= 5000
+STUDY_PORT ?= 8080
+# The runs folder, as mtsearch.paths.runs_dir() reads it: MTSEARCH_RUNS (relative: to here), else runs/.
+RUNS := $(abspath $(or $(MTSEARCH_RUNS),runs))
 DASH_PORT ?= 8501
 SPACE ?= sampling
 PROFILE ?= cpu
@@ -32,14 +35,15 @@ SWEEP_ARGS ?=
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -ge 2 ] && echo 2 || echo 1)
 JOBS_FLAG = $(if $(and $(filter ray,$(BACKEND)),$(filter file,$(origin JOBS))),,--jobs $(JOBS))
 
-.PHONY: setup lock data train sweep results report test bench lint mlflow dashboard clean-cache help
+.PHONY: setup lock data train sweep results report test bench lint mlflow studies dashboard clean-cache help
 
 help:
 	@echo "make sweep SPACE=sampling [PROFILE=gpu] [BACKEND=ray] [JOBS=$(JOBS)]   run or resume a sweep (JOBS runs at once), print its ablation"
 	@echo "make train        fine-tune MiniLM on SST+QQP+STS with $(CONFIG) (about ten minutes on 2 CPU cores)"
 	@echo "make test         run the test suite"
 	@echo "make bench        benchmarks (trainer, updates, freeze, sweep overhead) -> runs/bench/*.json; BENCH=trainer for one"
-	@echo "make mlflow       MLflow UI on http://127.0.0.1:$(PORT)"
+	@echo "make mlflow       MLflow UI on http://127.0.0.1:$(PORT) over $(RUNS) (MTSEARCH_RUNS)"
+	@echo "make studies SPACE=sampling [SWEEP=name]   optuna-dashboard of a sweep's study on http://127.0.0.1:$(STUDY_PORT)"
 	@echo "make dashboard    sweep dashboard (Streamlit) on http://127.0.0.1:$(DASH_PORT), links trials to MLflow on $(PORT)"
 	@echo "make report SPACE=sampling   one self-contained HTML report of a sweep -> runs/sweeps/<name>/report.html"
 	@echo "make setup        .venv: torch==2.13.0 (CPU) with pip, then exactly $(LOCK) (uv, else pip)"
@@ -196,8 +200,19 @@ dashboard: setup
 report: setup
 	$(BIN)/mtsearch report $(SPACE)
 
+# The store every run writes (mtsearch.tracking: <runs>/mlflow.db, artifacts in <runs>/mlartifacts);
+# experiments created from the UI keep theirs there too, never in ./mlartifacts of the current folder.
 mlflow: setup
-	$(BIN)/mlflow ui --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(BIN)/mlflow server --host 127.0.0.1 --port $(PORT) --backend-store-uri sqlite:///$(RUNS)/mlflow.db \
+	  --artifacts-destination $(RUNS)/mlartifacts
+
+# One sweep's Optuna study (each sweep keeps its own in <runs>/sweeps/<name>/study.db): its trials are
+# its runs, one curve per (configuration, seed). SWEEP defaults to the name `make sweep` gives.
+SWEEP ?= $(if $(filter cpu,$(PROFILE)),$(SPACE),$(SPACE)-$(PROFILE))
+studies: setup
+	@test -f "$(RUNS)/sweeps/$(SWEEP)/study.db" || { echo "mtsearch: error: no Optuna study at \
+	$(RUNS)/sweeps/$(SWEEP)/study.db (run make sweep SPACE=$(SPACE) first, or pass SWEEP=<name>)" >&2; exit 1; }
+	$(BIN)/optuna-dashboard sqlite:///$(RUNS)/sweeps/$(SWEEP)/study.db --host 127.0.0.1 --port $(STUDY_PORT)
 
 clean-cache:
 	rm -rf runs/cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from mtsearch.paths import project_root
-
-PACKAGES = ("torch", "transformers", "numpy", "optuna", "ray", "mlflow", "pandas", "pydantic", "mtsearch")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -74,14 +73,20 @@ def git_commit() -> str | None:
         return None
 
 
-def package_versions() -> dict[str, str | None]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+def package_versions() -> dict[str, str]:
+    """Every installed distribution's version, by its normalised name (PEP 503), sorted.
+
+    All of them, not a chosen few: a result that changes between two installs is explained
+    by whichever package changed, and a transitive one (tokenizers, safetensors, scipy) is as
+    likely a culprit as a direct one. Read from importlib.metadata, i.e. what this
+    interpreter imports, whoever installed it.
+    """
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:  # a broken install can leave a distribution without metadata
+            out.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+    return dict(sorted(out.items()))
 
 
 def environment(device: str, precision: str, data: list[dict], model: dict) -> dict[str, Any]:

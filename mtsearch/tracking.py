@@ -1,9 +1,19 @@
 """MLflow mirror of a run directory.
 
 The default store is a sqlite file inside ``runs/`` (``runs/mlflow.db``, artifacts in
-``runs/mlartifacts``) so nothing needs a server; ``MLFLOW_TRACKING_URI`` points
-elsewhere. MLflow is imported here only (:func:`mlflow_client`), and only when a run or
-the dashboard asks for it.
+``runs/mlartifacts``, both under ``MTSEARCH_RUNS`` when set) so nothing needs a server;
+``MLFLOW_TRACKING_URI`` points elsewhere. MLflow is imported here only
+(:func:`mlflow_client`), and only when a run or the dashboard asks for it.
+
+What the MLflow UI shows of a sweep: one parent run per sweep (``sweep:<name>``) whose
+metrics, one step per session of the sweep, are its current ``best_score``, its runs done,
+finished, failed and pruned and its wall time; one child run per (configuration, seed)
+with the config's knobs as flat params (``sampler_args.temperature``; an empty knob dict
+logs nothing) plus every dimension of the space (``-`` where a dimension does not apply
+to the run, so the compare view's columns line up), its evaluations as metrics
+(``lr_now`` is the scheduled learning rate, ``lr`` the param is the peak), and ``score``:
+the value the sweep ranks the run by (the ``mtsearch.score`` tag names it), logged at the
+step of the best checkpoint, as are the ``best_*`` metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +26,10 @@ from typing import Any
 from mtsearch.paths import runs_dir
 
 EXPERIMENT = "mtsearch"
+#: The param value of a space dimension that does not apply to a run (a knob of another strategy).
+NOT_APPLICABLE = "-"
+#: The tag naming what a run's ``score`` metric is (``overall`` or a task).
+SCORE_TAG = "mtsearch.score"
 log = logging.getLogger("mtsearch.tracking")
 
 
@@ -38,6 +52,9 @@ def artifact_location() -> str:
 
 def mlflow_client():
     """An ``MlflowClient`` on the store of :func:`tracking_uri` (MLflow is imported here, when used)."""
+    # MLflow 3 reports usage to its maintainers over the internet unless told not to; runs
+    # here stay off the network (a user may still opt in by setting it to false).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -50,8 +67,25 @@ def mlflow_client():
     db = sqlite_file(uri)
     if db is not None:  # sqlite creates the file, not the folder it goes in
         db.parent.mkdir(parents=True, exist_ok=True)
+        if not db.exists():
+            _create_store(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient()
+
+
+def _create_store(uri: str) -> None:
+    """Create a sqlite store whose Default experiment keeps its artifacts under the runs folder.
+
+    MLflow's client would give it ``./mlruns`` of whatever directory the first run started
+    in; the experiments mtsearch creates name their location themselves
+    (:func:`artifact_location`), and this covers the one MLflow creates by itself.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    try:
+        SqlAlchemyStore(uri, artifact_location())
+    except Exception as err:  # another process creating it at the same moment: its store is as good
+        log.debug("creating %s: %s", uri, err)
 
 
 def get_experiment_id(client, name: str = EXPERIMENT) -> str:
@@ -65,51 +99,87 @@ def get_experiment_id(client, name: str = EXPERIMENT) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+def flat_params(params: dict[str, Any]) -> dict[str, str]:
+    """``{"sampler_args": {"temperature": 2.0}}`` as ``{"sampler_args.temperature": "2.0"}``.
+
+    Always flattened, and an empty dict logs nothing: a string ``"{}"`` in one run against
+    flattened keys in another would put two unrelated columns in the compare view.
+    """
+    out: dict[str, str] = {}
+    _flatten("", params, out)
+    return out
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     if isinstance(value, dict):
-        if not value:
-            out[prefix] = "{}"
         for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out)
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
     else:
         out[prefix] = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
+def dimension_params(dimensions: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """Every dimension of a space for one run: its value, or :data:`NOT_APPLICABLE` where inactive."""
+    return {d: params[d] if d in params else NOT_APPLICABLE for d in dimensions}
+
+
 class MlflowMirror:
-    """Mirrors params, per-evaluation metrics and the run directory's files."""
+    """Mirrors params, per-evaluation metrics, the result and the run directory's files.
+
+    ``extra_params``: params the config does not hold (a sweep's inactive dimensions); a
+    key the config already logs keeps the config's value.
+    """
 
     def __init__(
-        self, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None
+        self,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        extra_params: dict[str, Any] | None = None,
     ):
         self.client = mlflow_client()
         exp_id = get_experiment_id(self.client)
-        all_tags = {"mlflow.runName": run_name, **tags}
+        self.score_of = tags.get(SCORE_TAG, "overall")
+        all_tags = {"mlflow.runName": run_name, SCORE_TAG: self.score_of, **tags}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         self.run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
         self.run_id = self.run.info.run_id
-        flat: dict[str, str] = {}
-        for k, v in params.items():
-            _flatten(k, v, flat)
+        flat = {**flat_params(extra_params or {}), **flat_params(params)}
         from mlflow.entities import Param
 
-        items = [Param(k, v[:6000]) for k, v in flat.items()]
+        items = [Param(k, v[:6000]) for k, v in sorted(flat.items())]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        import time
+        _log_metrics(self.client, self.run_id, step, metrics)
 
-        from mlflow.entities import Metric
+    def log_result(self, result: dict[str, Any]) -> None:
+        """The run's outcome, at the step of its best checkpoint: ``best_*``, ``final_*`` and ``score``.
 
-        now = int(time.time() * 1000)
-        items = [
-            Metric(k, float(v), now, step)
-            for k, v in metrics.items()
-            if isinstance(v, int | float) and v == v  # NaN is not storable
-        ]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
+        ``score`` is what a sweep ranks the run by (:func:`mtsearch.sweep.runner.run_scores`:
+        the best checkpoint's scores on the full dev sets when measured, else its best
+        evaluation), so the compare view sorts runs as the sweep does; only finished and
+        stopped-early runs have one, as in the sweep's runs table.
+        """
+        from mtsearch.sweep.runner import run_scores
+        from mtsearch.tasks import overall_score
+
+        best = result.get("best") or {}
+        step = int(best.get("step", result.get("steps") or 0))
+        metrics = {f"best_{k}": v for k, v in (best.get("scores") or {}).items()}
+        metrics["best_overall"] = best.get("overall", float("nan"))
+        if result.get("final"):
+            metrics.update({f"final_{k}": v for k, v in result["final"].items()})
+            metrics["final_overall"] = overall_score(result["final"])
+        scores = run_scores(result) if result.get("status") in ("finished", "stopped_early") else {}
+        if scores:
+            metrics["score"] = (
+                overall_score(scores) if self.score_of == "overall" else scores.get(self.score_of)
+            )
+        self.log_metrics(step, metrics)
 
     def finish(self, run_dir: Path | None, status: str) -> None:
         """status: FINISHED, FAILED or KILLED."""
@@ -123,6 +193,21 @@ class MlflowMirror:
                     except Exception as err:  # an artifact is never worth losing the run over
                         log.warning("could not copy %s to MLflow: %s", f.name, err)
         self.client.set_terminated(self.run_id, status=status)
+
+
+def _log_metrics(client, run_id: str, step: int, metrics: dict[str, Any]) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, step)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == v  # NaN is not storable
+    ]
+    if items:
+        client.log_batch(run_id, metrics=items)
 
 
 def filter_value(value: Any) -> str:
@@ -149,7 +234,7 @@ def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     run = client.create_run(
         exp_id, run_name=f"sweep:{name}", tags={"mlflow.runName": f"sweep:{name}", **tags}
     )
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flat_params(params).items()])
     return run.info.run_id
 
 
@@ -175,17 +260,50 @@ def set_status(run_id: str, status: str) -> None:
         client.set_terminated(run_id, status=status)
 
 
-def finish_parent(run_id: str, metrics: dict[str, float], status: str = "FINISHED") -> None:
-    import time
+def log_sweep_progress(run_id: str, sweep_dir: Path, session: int) -> dict[str, float]:
+    """The sweep's state as its parent run shows it, at step ``session`` (one step per session).
 
-    from mlflow.entities import Metric
+    Read from the run folders (the truth) and sweep.json, so every value is the sweep's
+    total so far, never this session's alone: a resumed sweep's parent keeps counting up
+    and the history of earlier sessions stays. ``best_score`` is the best configuration's
+    mean score over its finished runs (how the sweep ranks configurations); its hash and
+    parameters go in tags, sweep.json in the artifacts. Returns the metrics logged.
+    """
+    import json
 
+    from mtsearch.sweep.runner import describe_params, load_runs
+
+    runs = load_runs(sweep_dir)
+    meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
+    count = {s: int((runs["status"] == s).sum()) if not runs.empty else 0
+             for s in ("finished", "stopped_early", "failed", "pruned")}  # fmt: skip
+    metrics: dict[str, float] = {
+        "runs_done": sum(count.values()),
+        "runs_finished": count["finished"] + count["stopped_early"],
+        "runs_failed": count["failed"],
+        "runs_pruned": count["pruned"],
+        "configurations": int(runs["config_hash"].nunique()) if not runs.empty else 0,
+        "wall_seconds": float(sum(s.get("wall_seconds") or 0.0 for s in meta.get("sessions", []))),
+        "sessions": len(meta.get("sessions", [])),
+    }
+    tags = {}
+    scored = runs[runs["score"].notna() & ~runs["pruned_config"]] if not runs.empty else runs
+    if len(scored):
+        means = scored.groupby("config_hash")["score"].agg(["mean", "size"])
+        best = means["mean"].idxmax()
+        metrics["best_score"] = float(means.loc[best, "mean"])
+        metrics["best_score_runs"] = int(means.loc[best, "size"])
+        params = scored.loc[scored["config_hash"] == best, "params"].iloc[0]
+        tags = {"mtsearch.best_config": str(best), "mtsearch.best_params": describe_params(params)[:5000]}
     client = mlflow_client()
-    now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v]
-    if items:
-        client.log_batch(run_id, metrics=items)
-    client.set_terminated(run_id, status=status)
+    _log_metrics(client, run_id, session, metrics)
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    try:
+        client.log_artifact(run_id, str(Path(sweep_dir) / "sweep.json"))
+    except Exception as err:
+        log.warning("could not copy sweep.json to MLflow: %s", err)
+    return metrics
 
 
 def running_children(parent_id: str) -> list[tuple[str, dict[str, str]]]:

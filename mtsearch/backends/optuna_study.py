@@ -378,10 +378,11 @@ class _Worker:
         t.train_eval += float(summary["train_eval_seconds"])
         if summary["status"] == "failed":
             t.failures += 1
-        self.bar.update(1)
         desc = describe_params(job.params)
+        score = summary["values"][0] if state == "COMPLETE" else None
+        self.bar.run_done(job.key.rel, desc, ctx.space.seed_for(job.key.seed_index), summary["status"], score,
+                          float(summary["seconds"] or 0.0))  # fmt: skip
         if state == "COMPLETE":
-            self.bar.set_postfix(run=job.key.rel, score=f"{summary['values'][0]:.3f}")
             log.info("run %s (%s): %s", job.key, desc, " / ".join(f"{v:.4f}" for v in summary["values"]))
         else:
             log.info("run %s (%s): %s", job.key, desc, summary["status"])
@@ -493,14 +494,13 @@ def trial_counts(study) -> dict[str, int]:
 
 
 def _progress_bar(ctx: SweepContext, budget: int | None, progress: bool):
-    from tqdm.auto import tqdm
-
+    """A bar of runs on a terminal, one line per finished run otherwise (:class:`SweepProgress`)."""
     from mtsearch.sweep.keys import DONE
     from mtsearch.sweep.runner import load_runs
     from mtsearch.sweep.space import expected_runs
+    from mtsearch.train.runtime import SweepProgress
 
     total = expected_runs(ctx.space) if ctx.space.exhaustive or budget else None
     runs = load_runs(ctx.sweep_dir)
     done = int(runs["status"].isin(DONE).sum()) if not runs.empty else 0
-    return tqdm(total=max(total or 0, done) or None, initial=done, desc=f"sweep {ctx.name}", unit="run",
-                disable=not progress)  # fmt: skip
+    return SweepProgress(ctx.name, max(total or 0, done) or None, done, progress)

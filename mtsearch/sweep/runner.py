@@ -278,6 +278,13 @@ def record_session(ctx: SweepContext, session: dict[str, Any]) -> None:
         while len(sessions) <= ctx.session:
             sessions.append({})
         sessions[ctx.session] = {**sessions[ctx.session], **session}
+    if ctx.mlflow and ctx.mlflow_parent:
+        try:  # the parent run's step ctx.session: the sweep's totals after this session
+            from mtsearch.tracking import log_sweep_progress
+
+            log_sweep_progress(ctx.mlflow_parent, ctx.sweep_dir, ctx.session)
+        except Exception as err:  # the sweep's own files are the record; MLflow only mirrors
+            log.warning("MLflow parent run could not be updated: %s", err)
 
 
 @contextlib.contextmanager
@@ -641,12 +648,16 @@ def execute_run(
     mtags = {"sweep": ctx.name, "space": space.name, "backend": ctx.backend, "config_hash": key.config_hash,
              "seed_index": str(key.seed_index), "seed": str(seed), "params_key": info["params_key"],
              "trial": "" if trial is None else str(trial), "git_commit": ctx.commit or "",
-             "mtsearch.kind": "trial", **(tags or {})}  # fmt: skip
+             "mtsearch.kind": "trial", "mtsearch.score": space.objectives[0] if len(space.objectives) == 1
+             else "overall", **(tags or {})}  # fmt: skip
     try:
         threads = {} if ctx.threads is None else {"num_threads": ctx.threads}  # outside the config hash
         cfg = space.run_config(params, key.seed_index, name=f"{key.config_hash}-s{key.seed_index}",
                                progress=False, mlflow=ctx.mlflow, **threads)  # fmt: skip
-        train(cfg, report=run_report, run_dir=rd, mlflow_parent=ctx.mlflow_parent, mlflow_tags=mtags)
+        from mtsearch.tracking import dimension_params
+
+        train(cfg, report=run_report, run_dir=rd, mlflow_parent=ctx.mlflow_parent, mlflow_tags=mtags,
+              mlflow_params=dimension_params([d.name for d in space.dimensions], params))  # fmt: skip
     except (Pruned, KeyboardInterrupt):
         raise
     except Exception as err:

@@ -1,9 +1,18 @@
-"""Device, precision, seeding and the progress bar: the parts of a run that depend on the machine."""
+"""Device, precision, seeding and progress output: the parts of a run that depend on the machine.
+
+Progress bars are for terminals: written into a log file (a batch job, ``nohup``, CI),
+tqdm's ``\r`` updates become one huge line. When stderr is not a terminal, the training
+step bar stays silent (every evaluation is in metrics.jsonl and the sweep's lines) and a
+sweep prints one line per finished run instead (:class:`SweepProgress`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import random
+import sys
+import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,8 +57,50 @@ def rng_for(seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))
 
 
+def interactive() -> bool:
+    """stderr, where progress goes, is a terminal (a bar redraws in place there, nowhere else)."""
+    return sys.stderr.isatty()
+
+
 def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar of ``total`` steps (disabled unless ``enabled``: the config's ``progress``)."""
+    """A tqdm bar of ``total`` steps, shown only when ``enabled`` (the config's ``progress``) on a terminal."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="step")
+    return tqdm(total=total, disable=not (enabled and interactive()), desc=desc, unit="step")
+
+
+class SweepProgress:
+    """A sweep's progress: a bar of runs on a terminal, else one line per finished run on stderr.
+
+    A line reads ``sweep smoke [3/4] run 1a2b3c4d/s1 (sampler=round_robin) seed 871: finished,
+    score 0.4123, 12.3 s (sweep 0.8 min)``; ``total`` is None when the sweep's size is not
+    known in advance (a time budget).
+    """
+
+    def __init__(self, name: str, total: int | None, done: int, enabled: bool):
+        self.name, self.total, self.done, self.enabled = name, total, done, enabled
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if enabled and interactive():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=f"sweep {name}", unit="run")
+
+    def run_done(
+        self, run: str, params: str, seed: Any, status: str | None, score: float | None, seconds: float
+    ) -> None:
+        self.done += 1
+        scored = score is not None and score == score  # NaN: no score
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(run=run, score=f"{score:.3f}" if scored else status)
+        elif self.enabled:
+            of = f"/{self.total}" if self.total else ""
+            what = f"{status or 'not recorded'}" + (f", score {score:.4f}" if scored else "")
+            print(f"sweep {self.name} [{self.done}{of}] run {run} ({params}) seed {seed}: {what}, "
+                  f"{seconds:.1f} s (sweep {(time.perf_counter() - self.t0) / 60:.1f} min)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -94,6 +94,7 @@ def train(
     run_dir: Path | None = None,
     mlflow_parent: str | None = None,
     mlflow_tags: dict[str, str] | None = None,
+    mlflow_params: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train one multitask model as ``config`` says and return its scores.
 
@@ -105,7 +106,9 @@ def train(
     data = load_data(config, runtime)
     model = build_model(config, runtime)
     pre = pre_stages(config, runtime, data, model)
-    records = open_records(config, runtime, data, model, pre, run_dir, mlflow_parent, mlflow_tags)
+    records = open_records(
+        config, runtime, data, model, pre, run_dir, mlflow_parent, mlflow_tags, mlflow_params
+    )
     return run_loop(Prepared(config, runtime, data, model, pre.freezer, records, report), t_start)
 
 
@@ -294,15 +297,10 @@ class Records:
         mirror = self.mirror
         if mirror is not None:
             result.mlflow_run_id = mirror.run_id
-            summary = {f"best_{k}": v for k, v in result.best.get("scores", {}).items()}
-            summary["best_overall"] = result.best.get("overall", float("nan"))
-            if result.final:
-                summary.update({f"final_{k}": v for k, v in result.final.items()})
-                summary["final_overall"] = overall_score(result.final)
         self.rd.write_result(result.to_json())
         if mirror is not None:
             try:
-                mirror.log_metrics(result.steps, summary)
+                mirror.log_result(result.to_json())  # best_*, final_* and score, at the best step
                 mirror.finish(self.rd.path, mlflow_status)
             except Exception as err:  # the run directory is the record; MLflow only mirrors it
                 log.warning("MLflow could not be updated at the end of the run: %s", err)
@@ -317,11 +315,13 @@ def open_records(
     run_dir: Path | None = None,
     mlflow_parent: str | None = None,
     mlflow_tags: dict[str, str] | None = None,
+    mlflow_params: dict[str, Any] | None = None,
 ) -> Records:
     """Stage 5: the run directory (config.yaml, env.json), the MLflow mirror, the pre-stages' rows.
 
     ``run_dir`` defaults to ``runs/<name>``; the MLflow run is nested under
-    ``mlflow_parent`` (a sweep's run) with ``mlflow_tags`` added to the run's own.
+    ``mlflow_parent`` (a sweep's run) with ``mlflow_tags`` added to the run's own and
+    ``mlflow_params`` to the config's (a sweep's dimensions, inactive ones included).
     """
     from mtsearch.data import fingerprint
 
@@ -346,7 +346,11 @@ def open_records(
 
         tags = {"config_hash": config.config_hash(), "seed": str(config.seed), "run_dir": str(rd.path)}
         mirror = MlflowMirror(
-            name, config.model_dump(mode="json"), {**tags, **(mlflow_tags or {})}, mlflow_parent
+            name,
+            config.model_dump(mode="json"),
+            {**tags, **(mlflow_tags or {})},
+            mlflow_parent,
+            mlflow_params,
         )
     if pre.pretrained is not None:
         pre.pretrained.record(rd, mirror)  # metrics.jsonl rows of kind "simcse", MLflow simcse_loss
@@ -774,7 +778,8 @@ def _check_phases(config: RunConfig, plan: StepPlan) -> None:
 
 def flat_metrics(row: dict[str, Any]) -> dict[str, float]:
     """An eval row as the flat metrics MLflow and ``report`` get."""
-    out: dict[str, float] = {"overall": row["overall"], "examples": row["examples"], "lr": row["lr"]}
+    out: dict[str, float] = {"overall": row["overall"], "examples": row["examples"]}
+    out["lr_now"] = row["lr"]  # the scheduled rate; "lr", the param, is the peak
     out.update(row["scores"])
     out.update({f"train_loss_{t}": v for t, v in row["train_loss"].items()})
     out.update({f"dev_loss_{t}": v for t, v in row["dev_loss"].items()})
