@@ -152,3 +152,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def run_scores(result: dict[str, Any]) -> dict[str, float]:
+    """A finished run's scores: its best checkpoint on the full dev sets when measured, else its best evaluation."""
+    return result.get("final") or (result.get("best") or {}).get("scores") or {}

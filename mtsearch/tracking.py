@@ -159,12 +159,12 @@ class MlflowMirror:
     def log_result(self, result: dict[str, Any]) -> None:
         """The run's outcome, at the step of its best checkpoint: ``best_*``, ``final_*`` and ``score``.
 
-        ``score`` is what a sweep ranks the run by (:func:`mtsearch.sweep.runner.run_scores`:
+        ``score`` is what a sweep ranks the run by (:func:`mtsearch.records.run_scores`:
         the best checkpoint's scores on the full dev sets when measured, else its best
         evaluation), so the compare view sorts runs as the sweep does; only finished and
         stopped-early runs have one, as in the sweep's runs table.
         """
-        from mtsearch.sweep.runner import run_scores
+        from mtsearch.records import run_scores
         from mtsearch.tasks import overall_score
 
         best = result.get("best") or {}
@@ -258,52 +258,6 @@ def set_status(run_id: str, status: str) -> None:
         client.update_run(run_id, status="RUNNING")
     else:
         client.set_terminated(run_id, status=status)
-
-
-def log_sweep_progress(run_id: str, sweep_dir: Path, session: int) -> dict[str, float]:
-    """The sweep's state as its parent run shows it, at step ``session`` (one step per session).
-
-    Read from the run folders (the truth) and sweep.json, so every value is the sweep's
-    total so far, never this session's alone: a resumed sweep's parent keeps counting up
-    and the history of earlier sessions stays. ``best_score`` is the best configuration's
-    mean score over its finished runs (how the sweep ranks configurations); its hash and
-    parameters go in tags, sweep.json in the artifacts. Returns the metrics logged.
-    """
-    import json
-
-    from mtsearch.sweep.runner import describe_params, load_runs
-
-    runs = load_runs(sweep_dir)
-    meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
-    count = {s: int((runs["status"] == s).sum()) if not runs.empty else 0
-             for s in ("finished", "stopped_early", "failed", "pruned")}  # fmt: skip
-    metrics: dict[str, float] = {
-        "runs_done": sum(count.values()),
-        "runs_finished": count["finished"] + count["stopped_early"],
-        "runs_failed": count["failed"],
-        "runs_pruned": count["pruned"],
-        "configurations": int(runs["config_hash"].nunique()) if not runs.empty else 0,
-        "wall_seconds": float(sum(s.get("wall_seconds") or 0.0 for s in meta.get("sessions", []))),
-        "sessions": len(meta.get("sessions", [])),
-    }
-    tags = {}
-    scored = runs[runs["score"].notna() & ~runs["pruned_config"]] if not runs.empty else runs
-    if len(scored):
-        means = scored.groupby("config_hash")["score"].agg(["mean", "size"])
-        best = means["mean"].idxmax()
-        metrics["best_score"] = float(means.loc[best, "mean"])
-        metrics["best_score_runs"] = int(means.loc[best, "size"])
-        params = scored.loc[scored["config_hash"] == best, "params"].iloc[0]
-        tags = {"mtsearch.best_config": str(best), "mtsearch.best_params": describe_params(params)[:5000]}
-    client = mlflow_client()
-    _log_metrics(client, run_id, session, metrics)
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
-    try:
-        client.log_artifact(run_id, str(Path(sweep_dir) / "sweep.json"))
-    except Exception as err:
-        log.warning("could not copy sweep.json to MLflow: %s", err)
-    return metrics
 
 
 def running_children(parent_id: str) -> list[tuple[str, dict[str, str]]]:

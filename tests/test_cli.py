@@ -184,8 +184,18 @@ def _train_a_tiny_run(runs, data_dir) -> Path:
     return train(tiny_config(data_dir, name="tiny", save_checkpoint=True, max_steps=2, eval_every=2)).run_dir
 
 
-def test_predict_on_a_damaged_run(runs, tmp_path):
+def test_predict_on_a_damaged_run(runs, tmp_path, capsys):
     import shutil
+
+    from mtsearch.cli import main
+
+    def mtsearch(*args: str) -> subprocess.CompletedProcess:
+        # In-process: the same main() the script runs, without 11 interpreter starts (~3 s each);
+        # an exception escaping main() would fail the test just as a traceback would.
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
 
     run = _train_a_tiny_run(runs, FIXTURES)
     data = ["--data-dir", str(FIXTURES)]

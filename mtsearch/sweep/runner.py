@@ -54,7 +54,7 @@ from typing import Any
 
 from mtsearch.faults import fault_point
 from mtsearch.paths import runs_dir
-from mtsearch.records import git_commit, write_json
+from mtsearch.records import git_commit, run_scores, write_json  # run_scores: re-exported for callers
 from mtsearch.sweep.keys import (
     CLOSING,
     CONFIG_FILE,
@@ -280,8 +280,6 @@ def record_session(ctx: SweepContext, session: dict[str, Any]) -> None:
         sessions[ctx.session] = {**sessions[ctx.session], **session}
     if ctx.mlflow and ctx.mlflow_parent:
         try:  # the parent run's step ctx.session: the sweep's totals after this session
-            from mtsearch.tracking import log_sweep_progress
-
             log_sweep_progress(ctx.mlflow_parent, ctx.sweep_dir, ctx.session)
         except Exception as err:  # the sweep's own files are the record; MLflow only mirrors
             log.warning("MLflow parent run could not be updated: %s", err)
@@ -378,11 +376,6 @@ def _read_json(path: Path) -> dict | None:
 
 
 # ----------------------------------------------------------------------- the runs table
-def run_scores(result: dict[str, Any]) -> dict[str, float]:
-    """A finished run's scores: its best checkpoint on the full dev sets when measured, else its best evaluation."""
-    return result.get("final") or (result.get("best") or {}).get("scores") or {}
-
-
 def load_runs(sweep_dir: Path | str):
     """The sweep's runs table: one row per run folder, each (config_hash, seed_index) once.
 
@@ -707,3 +700,50 @@ def format_failures(runs, limit: int = 10) -> list[str]:
     if len(failed) > limit:
         lines.append(f"  ... and {len(failed) - limit} more (see runs/<config>/s<k>/result.json)")
     return lines
+
+
+# ------------------------------------------------------------- MLflow parent
+def log_sweep_progress(run_id: str, sweep_dir: Path, session: int) -> dict[str, float]:
+    """The sweep's state as its parent run shows it, at step ``session`` (one step per session).
+
+    Read from the run folders (the truth) and sweep.json, so every value is the sweep's
+    total so far, never this session's alone: a resumed sweep's parent keeps counting up
+    and the history of earlier sessions stays. ``best_score`` is the best configuration's
+    mean score over its finished runs (how the sweep ranks configurations); its hash and
+    parameters go in tags, sweep.json in the artifacts. Returns the metrics logged.
+    """
+    import json
+
+    from mtsearch.tracking import _log_metrics, mlflow_client
+
+    runs = load_runs(sweep_dir)
+    meta = json.loads((Path(sweep_dir) / "sweep.json").read_text())
+    count = {s: int((runs["status"] == s).sum()) if not runs.empty else 0
+             for s in ("finished", "stopped_early", "failed", "pruned")}  # fmt: skip
+    metrics: dict[str, float] = {
+        "runs_done": sum(count.values()),
+        "runs_finished": count["finished"] + count["stopped_early"],
+        "runs_failed": count["failed"],
+        "runs_pruned": count["pruned"],
+        "configurations": int(runs["config_hash"].nunique()) if not runs.empty else 0,
+        "wall_seconds": float(sum(s.get("wall_seconds") or 0.0 for s in meta.get("sessions", []))),
+        "sessions": len(meta.get("sessions", [])),
+    }
+    tags = {}
+    scored = runs[runs["score"].notna() & ~runs["pruned_config"]] if not runs.empty else runs
+    if len(scored):
+        means = scored.groupby("config_hash")["score"].agg(["mean", "size"])
+        best = means["mean"].idxmax()
+        metrics["best_score"] = float(means.loc[best, "mean"])
+        metrics["best_score_runs"] = int(means.loc[best, "size"])
+        params = scored.loc[scored["config_hash"] == best, "params"].iloc[0]
+        tags = {"mtsearch.best_config": str(best), "mtsearch.best_params": describe_params(params)[:5000]}
+    client = mlflow_client()
+    _log_metrics(client, run_id, session, metrics)
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    try:
+        client.log_artifact(run_id, str(Path(sweep_dir) / "sweep.json"))
+    except Exception as err:
+        log.warning("could not copy sweep.json to MLflow: %s", err)
+    return metrics
