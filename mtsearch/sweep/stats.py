@@ -270,6 +270,7 @@ class Design:
         self.hat = np.einsum("ij,ji->i", self.X, self.pinv)  # leverage of each observation
         self.W = self.L @ self.pinv @ self.pinv.T @ self.L.T  # cov of the level means / sigma^2
         self.k = self.L.shape[0]
+        self.df = float(self.df)
 
     def fit_batch(self, Y: np.ndarray):
         """Least squares for a batch of score vectors (B, N): level means (B, k), s^2 (B,), residuals."""
@@ -487,18 +488,18 @@ def analyse(
 
 
 def _no_comparison(frame, all_levels, metric, kind: str, note: str, untested_label: str | None = None):
-    """Levels without a comparison: their means, the ones with two runs or more in the 'best set' only
-    when they are the only level; everything else untested."""
+    """Levels without a comparison: their means; levels with fewer than two runs untested, the others in
+    the best set (the only candidate) or, without residual df, ``untested_label``."""
     import pandas as pd
 
     rows = []
     for lvl in all_levels:
         mine = frame[frame["_level"] == lvl]
         n = len(mine)
-        if kind == "single level" and n >= 2:
-            verdict = IN_SET
-        else:
-            verdict = untested(n) if n < 2 or untested_label is None else untested_label
+        if n < 2:
+            verdict = untested(n)
+        else:  # the only level with two runs is the best there is; without residual df nothing is
+            verdict = untested_label or IN_SET
         rows.append({"level": lvl, "n": n, "configs": mine["config"].nunique(), "seeds": _seeds_text(mine),
                      "mean": float(mine[metric].mean()), "verdict": verdict,
                      "sd": float(mine[metric].std(ddof=1)) if n > 1 else np.nan})  # fmt: skip
@@ -720,8 +721,14 @@ def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, plan, all_
         mine = frame[frame["_level"] == lvl]
         rows.append({"level": lvl, "n": len(mine), "configs": mine["config"].nunique(), "seeds": _seeds_text(mine),
                      "mean": float(mine[metric].mean()), "verdict": untested(len(mine)), "in_best_set": False})  # fmt: skip
-    table = pd.DataFrame(rows)
-    return _fill(table).sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+    table = _fill(pd.DataFrame(rows))
+    needed = [None if _missing(v) else (int(v) if isinstance(v, float) else v) for v in table["seeds_needed"]]
+    table["seeds_needed"] = pd.Series(needed, index=table.index, dtype=object)  # whole numbers or "> 100"
+    return table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 # --------------------------------------------------------------------------- beside the verdicts
