@@ -435,7 +435,7 @@ def analyse(
     delta: float = DELTA,
     alpha: float = ALPHA,
     rng: np.random.Generator | None = None,
-    plan: bool = True,
+    details: bool = True,
 ):
     """Compare the levels of column ``level`` on ``metric``.
 
@@ -443,7 +443,8 @@ def analyse(
     ``metric`` and one level column per dimension (None where it does not apply).
     ``factors``: the other dimensions' level columns (to recognise a full grid); ``grid``:
     the configurations were enumerated (a grid), not chosen by a sampler. ``rng`` seeds
-    P(best) and the planning draws (default: a generator seeded with :data:`STATS_SEED`).
+    P(best) and the planning draws (default: a generator seeded with :data:`STATS_SEED`);
+    ``details=False`` leaves both out (NaN / None), for callers that need only the verdicts.
     """
     import pandas as pd
 
@@ -480,7 +481,7 @@ def analyse(
     mean, s2, resid = _fit(design, sub, metric)
     sigma = _seed_sd(sub, metric) if design.kind == "observational" else math.sqrt(s2)
     judged = judge(design, mean[None], np.array([s2]), resid[None], delta, alpha)
-    table = _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, plan, all_levels, metric)
+    table = _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, all_levels, metric)
     best_set = [lvl for lvl, c in zip(design.levels, judged.code[0], strict=True) if c != 1]
     best_set.sort(key=lambda lvl: -float(mean[design.levels.index(lvl)]))
     return Analysis(design.kind, design.formula, table, best_set, len(sub), sub["config"].nunique(), design.df,
@@ -674,7 +675,7 @@ def _seeds_text(rows) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, plan, all_levels, metric):
+def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, all_levels, metric):
     import pandas as pd
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
@@ -693,8 +694,8 @@ def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, plan, all_
     p_holm = np.full(k, np.nan)
     p_holm[others] = multipletests(p_raw[others], alpha=alpha, method="holm")[1]
     tb = stats.t.ppf(1 - alpha / (2 * max(1, k - 1)), np.maximum(df_b, 1.0))
-    pb = p_best(mean, cov, float(np.min(judged.df_pair[0])), rng)
-    needed = seeds_needed(design, mean, sigma, delta, alpha, rng, judged.code[0]) if plan else [None] * k
+    pb = p_best(mean, cov, float(np.min(judged.df_pair[0])), rng) if details else np.full(k, np.nan)
+    needed = seeds_needed(design, mean, sigma, delta, alpha, rng, judged.code[0]) if details else [None] * k
     rows = []
     for i, lvl in enumerate(order):
         mine = frame[frame["_level"] == lvl]

@@ -47,7 +47,7 @@ def emm_from_formula(frame: pd.DataFrame, formula: str, factor: str, other: list
 
 def test_fitted_means_and_seed_sd_match_the_formula_fit_on_an_unbalanced_blocked_fixture():
     frame = runs_frame(UNBALANCED)
-    a = stats.analyse(frame, "dim", plan=False)
+    a = stats.analyse(frame, "dim", details=False)
     assert a.kind == "configuration" and a.formula == "score ~ C(config) + C(seed_index)"
     emm, sd = emm_from_formula(frame.assign(seed_index=frame["seed_index"].astype(str)),
                                "score ~ C(config) + C(seed_index)", "config", ["seed_index"])  # fmt: skip
@@ -73,7 +73,7 @@ def test_factorial_means_average_the_other_dimension_equally_and_match_the_formu
                     {"config": f"{pool}-{head}", "pool": pool, "head": head, "seed_index": s, "score": score}
                 )
     frame = pd.DataFrame(rows)
-    a = stats.analyse(frame, "pool", factors=["pool", "head"], plan=False)
+    a = stats.analyse(frame, "pool", factors=["pool", "head"], details=False)
     assert a.kind == "factorial"
     assert a.formula == "score ~ C(level) + C(head) + C(level):C(head) + C(seed_index)"
     f = frame.assign(seed_index=frame["seed_index"].astype(str))
@@ -82,7 +82,7 @@ def test_factorial_means_average_the_other_dimension_equally_and_match_the_formu
     assert a.sigma == pytest.approx(sd, rel=1e-12)
     # balanced: a level's mean is the plain mean of its runs
     assert emm["mean"] == pytest.approx(frame.loc[frame["pool"] == "mean", "score"].mean(), abs=1e-12)
-    heads = stats.analyse(frame, "head", factors=["pool", "head"], plan=False)
+    heads = stats.analyse(frame, "head", factors=["pool", "head"], details=False)
     assert heads.table.iloc[0]["level"] == "mlp"
 
 
@@ -97,7 +97,7 @@ def balanced(k: int = 5, seeds: int = 4, seed: int = 1) -> pd.DataFrame:
 
 def test_intervals_by_hand_from_the_ols_residual_variance():
     frame = balanced()
-    a = stats.analyse(frame, "dim", plan=False)
+    a = stats.analyse(frame, "dim", details=False)
     k, S = 5, 4
     df = (k - 1) * (S - 1)
     # residual variance of the two-way additive model, by hand
@@ -151,7 +151,7 @@ def test_holm_pvalues_and_bonferroni_intervals_against_the_observed_best():
     from statsmodels.stats.multitest import multipletests
 
     frame = balanced(k=4, seeds=3, seed=5)
-    a = stats.analyse(frame, "dim", plan=False)
+    a = stats.analyse(frame, "dim", details=False)
     t = a.table.set_index("level")
     best = t.index[0]
     se = t["se"].iloc[0] * math.sqrt(2)  # balanced, uncorrelated means
@@ -199,8 +199,8 @@ def test_each_verdict_has_its_rule():
 
 def test_p_best_is_reproducible_with_its_generator():
     frame = balanced(k=3, seeds=3)
-    one = stats.analyse(frame, "dim", rng=np.random.default_rng(9), plan=False).table["p_best"]
-    two = stats.analyse(frame, "dim", rng=np.random.default_rng(9), plan=False).table["p_best"]
+    one = stats.analyse(frame, "dim", rng=np.random.default_rng(9), details=False).table["p_best"]
+    two = stats.analyse(frame, "dim", rng=np.random.default_rng(9), details=False).table["p_best"]
     assert one.tolist() == two.tolist() and one.sum() == pytest.approx(1.0)
 
 
