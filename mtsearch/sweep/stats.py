@@ -297,8 +297,9 @@ class Judged:
     upper: np.ndarray
     code: np.ndarray
     flagged: np.ndarray  # (B, k) level got its own variance
-    spread_p: np.ndarray  # (B, k) Holm-adjusted p of the spread check (nan: not checked, or in a batch
-    # a sweep where nothing can be flagged)
+    spread_p: np.ndarray  # (B, k) Holm-adjusted p of the spread check (nan: not checked, or nothing
+    # could be flagged in that sweep)
+    checked: np.ndarray  # (k,) the level has enough runs for the spread check
     cov: np.ndarray  # (B, k, k) covariance used
     crit: np.ndarray  # (B, k, k) critical value per pair
     df_pair: np.ndarray  # (B, k, k) degrees of freedom per pair
@@ -321,12 +322,14 @@ def judge(
     df_pair = np.full((B, k, k), df)
     flagged = np.zeros((B, k), dtype=bool)
     spread_p = np.full((B, k), np.nan)
+    checked = np.zeros(k, dtype=bool)
     if spread_check:
-        flagged, spread_p, own = _spread(design, resid, alpha)
+        flagged, spread_p, own, checked = _spread(design, resid, alpha)
         for b in np.flatnonzero(flagged.any(axis=1)):
             cov[b], crit[b], df_pair[b] = _heteroscedastic(design, resid[b], flagged[b], own[b], alpha)
     lower, upper = mcb_bounds(mean, pairwise_se(cov), crit)
-    return Judged(lower, upper, classify(mean, lower, upper, delta), flagged, spread_p, cov, crit, df_pair)
+    code = classify(mean, lower, upper, delta)
+    return Judged(lower, upper, code, flagged, spread_p, checked, cov, crit, df_pair)
 
 
 def _spread(design: Design, resid: np.ndarray, alpha: float):
@@ -346,21 +349,22 @@ def _spread(design: Design, resid: np.ndarray, alpha: float):
     p = np.full((B, k), np.nan)
     flagged = np.zeros((B, k), dtype=bool)
     if not check.any():
-        return flagged, p, own
+        return flagged, p, own, check
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = own / rest
     cdf = stats.f.cdf(ratio[:, check], e[check], design.df - e[check])
     raw = np.clip(2 * np.minimum(cdf, 1 - cdf), 0, 1)
     raw = np.where(np.isfinite(raw), raw, 1.0)
     # Holm can flag only where the smallest p times the levels checked is below alpha; statsmodels'
-    # multipletests collects garbage on every call, so a batch adjusts those sweeps only (B = 1: always).
+    # multipletests collects garbage on every call (0.1 s in a large process), so only those sweeps
+    # are adjusted (elsewhere the adjusted p-values stay NaN: nothing is flagged).
     m = int(check.sum())
-    rows = np.flatnonzero((raw.min(axis=1) * m < alpha) | (B == 1))
+    rows = np.flatnonzero(raw.min(axis=1) * m < alpha)
     for b in rows:
         adj = multipletests(raw[b], alpha=alpha, method="holm")[1]
         p[b, check] = adj
         flagged[b, check] = adj < alpha
-    return flagged, p, own
+    return flagged, p, own, check
 
 
 def _heteroscedastic(design: Design, resid: np.ndarray, flagged: np.ndarray, own: np.ndarray, alpha: float):
@@ -692,7 +696,8 @@ def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, a
     p_raw = 2 * stats.t.sf(np.abs(t), np.maximum(df_b, 1.0))
     others = [i for i in range(k) if i != best]
     p_holm = np.full(k, np.nan)
-    p_holm[others] = multipletests(p_raw[others], alpha=alpha, method="holm")[1]
+    # (one contrast: Holm's p is the raw one; multipletests collects garbage on every call)
+    p_holm[others] = p_raw[others] if k == 2 else multipletests(p_raw[others], alpha=alpha, method="holm")[1]
     tb = stats.t.ppf(1 - alpha / (2 * max(1, k - 1)), np.maximum(df_b, 1.0))
     pb = p_best(mean, cov, float(np.min(judged.df_pair[0])), rng) if details else np.full(k, np.nan)
     needed = seeds_needed(design, mean, sigma, delta, alpha, rng, judged.code[0]) if details else [None] * k
@@ -704,7 +709,7 @@ def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, a
         if flagged:
             spread = f"own variance (sd {math.sqrt(cov[i, i] / design.W[i, i]):.4f} vs {math.sqrt(s2):.4f})"
         else:
-            spread = "ok" if np.isfinite(sp) else f"< {SPREAD_MIN_RUNS} runs: not checked"
+            spread = "ok" if judged.checked[i] else f"< {SPREAD_MIN_RUNS} runs: not checked"
         rows.append({
             "level": lvl, "n": len(mine), "configs": mine["config"].nunique(), "seeds": _seeds_text(mine),
             "mean": float(mean[i]), "se": float(math.sqrt(cov[i, i])),
