@@ -151,7 +151,7 @@ def test_holm_pvalues_and_bonferroni_intervals_against_the_observed_best():
     from statsmodels.stats.multitest import multipletests
 
     frame = balanced(k=4, seeds=3, seed=5)
-    a = stats.analyse(frame, "dim", details=False)
+    a = stats.analyse(frame, "dim")  # the Holm p-values are details
     t = a.table.set_index("level")
     best = t.index[0]
     se = t["se"].iloc[0] * math.sqrt(2)  # balanced, uncorrelated means
@@ -161,6 +161,9 @@ def test_holm_pvalues_and_bonferroni_intervals_against_the_observed_best():
     tb = sps.t.ppf(1 - 0.05 / (2 * 3), a.df)
     assert t.loc[others, "holm_high"].tolist() == pytest.approx((t.loc[others, "diff"] + tb * se).tolist())
     assert math.isnan(t.loc[best, "p_holm"]) and t.loc[best, "diff"] == 0.0
+    # without details (racing, simulations) the verdicts are the same and the p-values left out
+    lean = stats.analyse(frame, "dim", details=False).table
+    assert lean["verdict"].tolist() == a.table["verdict"].tolist() and lean["p_holm"].isna().all()
 
 
 def test_each_verdict_has_its_rule():
@@ -199,8 +202,8 @@ def test_each_verdict_has_its_rule():
 
 def test_p_best_is_reproducible_with_its_generator():
     frame = balanced(k=3, seeds=3)
-    one = stats.analyse(frame, "dim", rng=np.random.default_rng(9), details=False).table["p_best"]
-    two = stats.analyse(frame, "dim", rng=np.random.default_rng(9), details=False).table["p_best"]
+    one = stats.analyse(frame, "dim", rng=np.random.default_rng(9)).table["p_best"]
+    two = stats.analyse(frame, "dim", rng=np.random.default_rng(9)).table["p_best"]
     assert one.tolist() == two.tolist() and one.sum() == pytest.approx(1.0)
 
 
