@@ -7,7 +7,7 @@ from typing import Any
 
 from mtsearch.dashboard.mlflow_links import mlflow_base_url, mlflow_experiments, mlflow_url
 from mtsearch.dashboard.sweeps import SweepData
-from mtsearch.sweep.results import reproduce_all_command, reproduce_command, reproduce_values
+from mtsearch.sweep.results import reproduce_all_command, reproduce_command, reproduce_values, shown_level
 
 __all__ = ["best_configuration", "leaderboard", "reproduce_all_command", "reproduce_command", "reproduce_values",
            "runs_table"]  # fmt: skip
@@ -22,6 +22,8 @@ def leaderboard(data: SweepData, sort_by: str = "overall"):
         cols += [f"{m}_mean", f"{m}_sd", f"{m}_ci95"]
     cols += ["trials", "example_run", "params_key"]
     out = confs[cols].sort_values(f"{sort_by}_mean", ascending=False, kind="stable").reset_index(drop=True)
+    for d in data.results.dims:  # raw values in the results; the one level spelling on screen
+        out[d] = out[d].map(shown_level)
     return out
 
 

@@ -115,7 +115,7 @@ def load_runs(sweep_dir: Path, meta: dict[str, Any] | None = None):
         params = info.get("params") or {}
         seed_index = info.get("seed_index", info.get("seed"))
         row = {
-            "config_hash": info.get("config_hash"),
+            "config_hash": info.get("config_hash") or info.get("params_key"),  # (older runs: no hash)
             "seed_index": None if seed_index is None else int(seed_index),
             "seed": info.get("seed"),
             "status": status,
@@ -461,14 +461,17 @@ def format_results(res: SweepResults, top: int = 10) -> str:
 
 def format_dimension(res: SweepResults, d: str, a, when: dict | None = None) -> list[str]:
     """One dimension on overall: the model, the best set and the verdict table (one line for a single level)."""
-    where = f" (where {' and '.join(f'{k} = {v}' for k, v in when.items())})" if when else ""
+    where = ""
+    if when:
+        parts = [f"{k} = {' or '.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in when.items()]
+        where = f" (where {' and '.join(parts)})"
     sub = res.ablation[(res.ablation["dimension"] == d) & (res.ablation["metric"] == "overall")]
     if a.kind == "single level":
         r = sub.iloc[0]
         sd = f" ± {r['sd']:.4f} (sd)" if "sd" in r and not _missing(r["sd"]) else ""
-        return [f"{d}{where}: one level ({r['level']}), overall {r['mean']:.4f}{sd} over {r['n']} runs: "
+        return [f"ablation: {d}{where}: one level ({r['level']}), overall {r['mean']:.4f}{sd} over {r['n']} runs: "
                 "nothing to compare"]  # fmt: skip
-    lines = [f"{d}{where}, overall: {a.describe()}"]
+    lines = [f"ablation: {d}{where}, overall: {a.describe()}"]
     lines += [f"  note: {n}" for n in a.notes if a.kind != "none"]
     if a.kind == "none":
         lines.append(f"  {a.notes[0]}")
