@@ -165,24 +165,21 @@ def main() -> None:
     from mtsearch.sweep.racing import RaceSpec
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sims", type=int, default=200)
+    ap.add_argument("--sims", type=int, default=200, help="simulated sweeps (a smoke check: --sims 2)")
     ap.add_argument("--delta", type=float, default=stats.DELTA)
-    ap.add_argument("--futility", type=float, default=None, help="racing's futility threshold (0: off)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "decision.json"))
     args = ap.parse_args()
     t0 = time.perf_counter()
     runs, source, paired = real_runs()
     fit = fitted(runs, paired)
     spec = RaceSpec(RACE["min"], RACE["max"], args.delta)
-    if args.futility is not None:
-        spec = RaceSpec(spec.min, spec.max, spec.delta, futility=args.futility)
     out = {
         "source": source,
         "seed_pairing_known": paired,
         "levels": dict(zip(fit["levels"], np.round(fit["mean"], 4).tolist(), strict=True)),
         "seed_sd": fit["sigma"],
         "seed_block_sd": fit["tau"],
-        "racing": {"min": spec.min, "max": spec.max, "delta": spec.delta, "futility": spec.futility},
+        "racing": {"min": spec.min, "max": spec.max, "delta": spec.delta},
         **simulate(fit, args.sims, spec, args.delta),
         "target_ratio": TARGET_RATIO,
     }

@@ -17,6 +17,8 @@ BENCHES = [
     ("updates", ["bench_updates.py", "--out", str(ROOT / "runs" / "bench" / "updates.json")]),
     ("freeze", ["bench_freeze.py"]),
     ("sweep", ["bench_sweep.py"]),
+    ("faults", ["bench_faults.py"]),
+    ("decision", ["bench_decision.py"]),
 ]
 
 

@@ -328,7 +328,7 @@ def view_errors(page: Page) -> None:
                     "rerun a configuration with `mtsearch train` (Leaderboard) to analyse its errors.")  # fmt: skip
             return
         run = st.selectbox("run (best first)", names, key=f"errors-run-{d.name}")
-        run_dir = d.sweep_dir / "trials" / run
+        run_dir = d.sweep_dir / "runs" / run  # run: <config_hash>/s<k>
         if not P.is_current(run_dir):
             st.info("The dev predictions of this run are not computed yet; they are cached in "
                     f"{run_dir.name}/{P.DETAILED} once computed.")  # fmt: skip

@@ -17,14 +17,17 @@ from mtsearch.errors import MtsearchError
 
 def _train(args: argparse.Namespace) -> int:
     from mtsearch.config import load_config, parse_set
+    from mtsearch.paths import check_name
     from mtsearch.tasks import TASKS, overall_score
     from mtsearch.train import train
 
+    if args.name is not None:
+        check_name(args.name, "--name")
     overrides = parse_set(args.set or [])
     for flag in ("data_dir", "name"):
         if getattr(args, flag):
             overrides[flag] = getattr(args, flag)
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, profile=args.profile)
     result = train(config)
     print(
         f"\nrun: {result.run_dir}  status: {result.status}  steps: {result.steps}  "
@@ -48,6 +51,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from mtsearch.errors import ConfigError
+
+    if args.limit is not None and not args.detailed:
+        raise ConfigError("--limit only applies with --detailed (predict writes every example otherwise)")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: a number of dev examples per task, at least 1 (got {args.limit})")
     if args.detailed:
         from mtsearch.dashboard.predictions import compute_detailed
 
@@ -80,6 +89,59 @@ def _data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from mtsearch.config import parse_set
+    from mtsearch.reproduce import (
+        failed,
+        format_comparison,
+        format_published,
+        plan,
+        reproduce,
+        reproducible_presets,
+        write_tables,
+    )
+
+    chosen = [
+        what
+        for what, on in (("PRESET", args.preset), ("--published", args.published), ("--all", args.all))
+        if on
+    ]
+    if len(chosen) != 1:
+        names = ", ".join(reproducible_presets())
+        raise MtsearchError(
+            ("give one of " if chosen else "give ")
+            + "a PRESET, --published or --all"
+            + (f" (got {' and '.join(chosen)})" if chosen else f"; presets: {names}")
+        )
+    if args.published:
+        print(format_published())
+        return 0
+    overrides = parse_set(args.set or [])
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    presets = reproducible_presets() if args.all else [args.preset]
+    planned = [plan(p, args.profile, overrides) for p in presets]  # every config checked before training
+    reps = []
+    for p in planned:
+        try:
+            rep = reproduce(p)
+        except MtsearchError as err:
+            if not args.all:
+                raise
+            # --all: one preset's failure (e.g. a diverged loss) leaves the others' rows
+            print(f"mtsearch: {p.preset} failed: {err}", file=sys.stderr)
+            reps.append(failed(p, err))
+            continue
+        reps.append(rep)
+        print("\n" + format_comparison(rep))
+    if args.all:
+        from mtsearch.paths import runs_dir
+
+        csv_path, md_path = write_tables(reps, runs_dir() / "reproduce", args.profile)
+        print(f"\ntables: {csv_path}, {md_path}")
+    return 0
+
+
 def _dims(args: argparse.Namespace) -> int:
     from mtsearch.dims import format_dims
 
@@ -90,9 +152,21 @@ def _dims(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from mtsearch.backends import BACKENDS
     from mtsearch.config import parse_set
+    from mtsearch.errors import ConfigError
     from mtsearch.sweep.results import compute, format_results, write_tables
+    from mtsearch.sweep.runner import format_failures, load_runs
     from mtsearch.sweep.space import load_space
 
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(
+            f"--trials is the number of configurations, a whole number >= 1 (got {args.trials})"
+        )
+    if args.minutes is not None and not (args.minutes > 0 and args.minutes != float("inf")):
+        raise ConfigError(f"--minutes is a wall-clock budget, a number of minutes > 0 (got {args.minutes})")
+    if args.name is not None:
+        from mtsearch.paths import check_name
+
+        check_name(args.name, "--name")
     extra = parse_set(args.set or [])
     if args.data_dir:
         extra["data_dir"] = args.data_dir
@@ -112,18 +186,48 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
     outcome = backend.run(space, args.name, **options)
+    for note in outcome.notes:
+        print(f"note: {note}")
+    counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
     print(
-        f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) in "
-        f"{outcome.wall_seconds / 60:.1f} min; trials {outcome.counts}"
+        f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) trained in "
+        f"{outcome.wall_seconds / 60:.1f} min; runs: {counts}"
     )
     if outcome.wall_seconds and outcome.runs:
         print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time")
+    runs = load_runs(outcome.sweep_dir)
+    print(_seeds_line(runs, space))
+    failures = format_failures(runs)
+    if failures:
+        print("failed runs:")
+        print("\n".join(failures))
     res = compute(outcome.sweep_dir)
     if not res.configurations.empty:
         write_tables(res)
     print(format_results(res))
     print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
     return 0
+
+
+def _seeds_line(runs, space) -> str:
+    """How many seeds each configuration got (racing: per configuration)."""
+    from mtsearch.sweep.keys import DONE
+
+    if runs.empty:
+        return "seeds per configuration: no run yet"
+    done = runs[runs["status"].isin(DONE)]
+    per = done.groupby("config_hash", sort=False).size()
+    if not space.racing:
+        spread = per.value_counts().sort_index(ascending=False)
+        return "seeds per configuration: " + ", ".join(
+            f"{n} x {c} configuration(s)" for n, c in spread.items()
+        )
+    lines = ["seeds per configuration (racing):"]
+    for h, n in per.sort_values(ascending=False).items():
+        params = runs.loc[runs["config_hash"] == h, "params"].iloc[0]
+        label = ", ".join(f"{k}={v}" for k, v in params.items()) or h
+        lines.append(f"  {n:3d}  {label}")
+    return "\n".join(lines)
 
 
 def _results(args: argparse.Namespace) -> int:
@@ -134,6 +238,17 @@ def _results(args: argparse.Namespace) -> int:
     if not res.configurations.empty:
         t, a = write_tables(res)
         print(f"\nwritten: {t}, {a}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from mtsearch.sweep.verify import format_plan, format_verify, plan_verify, run_verify
+
+    extra = {"data_dir": args.data_dir} if args.data_dir else {}
+    plan = plan_verify(args.sweep, args.profile, args.top, args.worst, extra)
+    print(format_plan(plan), flush=True)
+    out = run_verify(plan, mlflow=not args.no_mlflow, progress=not args.quiet)
+    print(format_verify(out, plan.verify_dir / "verify.json"))
     return 0
 
 
@@ -177,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--data-dir", help="folder with the CS224N files (else MTSEARCH_DATA, else data/cs224n)")
     t.add_argument("--name", help="run directory name under runs/")
+    t.add_argument("--profile", help="a profile of the config file (presets: cpu, the default, or gpu)")
     t.set_defaults(func=_train)
 
     pr = sub.add_parser("predict", help="write dev/test predictions of a run in the course format")
@@ -211,8 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--data-dir")
     sw.add_argument("--trials", type=int, help="override the budget's number of configurations")
     sw.add_argument("--minutes", type=float, help="override the budget's wall-clock minutes")
-    sw.add_argument("--storage", help="Optuna storage URL (default: sqlite in runs/sweeps/<name>/)")
-    sw.add_argument("--worker", action="store_true", help="join an existing Optuna study as one more worker")
+    sw.add_argument("--storage", help="Optuna storage URL (default: sqlite in runs/sweeps/<name>/); the run "
+                    "folders stay in runs/sweeps/<name>/, which every worker must share")  # fmt: skip
+    sw.add_argument("--worker", action="store_true",
+                    help="one more process on the same sweep (several may run at once, on machines that share "
+                    "the sweep folder)")  # fmt: skip
     sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
     sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
     sw.add_argument("--no-mlflow", action="store_true", help="do not mirror into MLflow")
@@ -224,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--top", type=int, default=10)
     rs.set_defaults(func=_results)
 
+    vf = sub.add_parser(
+        "verify",
+        help="re-run a sweep's best and worst configurations at a higher fidelity: does its ranking hold?",
+    )
+    vf.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
+    vf.add_argument("--profile", default="long",
+                    help="the space file's profile to verify at (default: long: longer, more data, full "
+                    "fine-tuning)")  # fmt: skip
+    vf.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
+    vf.add_argument("--worst", type=int, default=2, help="how many of the worst configurations (default 2)")
+    vf.add_argument("--data-dir")
+    vf.add_argument("--no-mlflow", action="store_true", help="do not mirror the runs into MLflow")
+    vf.add_argument("--quiet", action="store_true", help="no line per run")
+    vf.set_defaults(func=_verify)
+
     rp = sub.add_parser("report", help="one self-contained HTML file with a sweep's tables and plots")
     rp.add_argument("sweep", help="sweep name under runs/sweeps/ or its folder")
     rp.add_argument("--out", help="HTML file to write (default: runs/sweeps/<sweep>/report.html)")
@@ -232,6 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("spaces", help="list the shipped search spaces and what they cost")
     sp.add_argument("--profile", default="cpu")
     sp.set_defaults(func=_spaces)
+
+    rpr = sub.add_parser(
+        "reproduce", help="train a published system's preset; its dev scores beside the report's"
+    )
+    rpr.add_argument("preset", nargs="?", help="a preset with published scores (see --published)")
+    rpr.add_argument("--profile", default="cpu", help="the preset's budget profile: cpu (default) or gpu")
+    rpr.add_argument("--published", action="store_true", help="print the published scores alone, no training")
+    rpr.add_argument("--all", action="store_true",
+                     help="every such preset; the table goes to runs/reproduce/reproduce-PROFILE.csv and .md")  # fmt: skip
+    rpr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    rpr.add_argument("--data-dir")
+    rpr.set_defaults(func=_reproduce)
 
     dm = sub.add_parser("dims", help="list every config dimension and strategy")
     dm.set_defaults(func=_dims)
@@ -250,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if args.command in ("train", "sweep", "verify"):
+            from mtsearch.paths import require_output_dirs
+
+            require_output_dirs()  # MTSEARCH_RUNS a file or read-only: one line, before any work
         return args.func(args)
     except MtsearchError as err:
         print(f"mtsearch: error: {err}", file=sys.stderr)

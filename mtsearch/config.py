@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtsearch.errors import ConfigError
+from mtsearch.paths import check_name
 from mtsearch.registry import suggest
 from mtsearch.tasks import TASKS, check_task_keys
 
@@ -54,6 +55,8 @@ class RunConfig(BaseModel):
     """Run directory name under runs/; default: a timestamp plus the config hash."""
     seed: int = Field(0, ge=0)
     """Seeds python, numpy, torch, model init, data order and every strategy's generator."""
+    data_seed: int | None = Field(None, ge=0)
+    """Seeds the train_limit / train_fraction subsets instead of seed (None: seed), so seeds can vary the initialisation and order over one fixed subset."""
 
     # --- model and data -------------------------------------------------------
     model: str = "minilm"
@@ -102,6 +105,21 @@ class RunConfig(BaseModel):
     """STS loss: 'mse' on the 0..5 scale; 'cosine_embedding' (sts_head 'cosine', pair_mode 'separate') = s*(1-cos) + (1-s)*max(0, cos - sts_margin) with s = label/5."""
     sts_margin: float = Field(0.0, ge=-1.0, lt=1.0)
     """Margin of the cosine-embedding STS loss: unrelated pairs (label 0) are pushed below this cosine; ignored with sts_loss 'mse'."""
+    # issue 11: the reports' pair inputs, ensemble and cosine head (mtsearch/models/multitask.py)
+    task_pair_mode: dict[str, Literal["concat", "separate", "ensemble"]] = Field(default_factory=dict)
+    """pair_mode of one pair task, overriding pair_mode for it (e.g. {sts: separate} with pair_mode concat: 004 feeds QQP concatenated and scores STS by the cosine of the two sentences)."""
+    pair_features: Literal["u_v_absdiff", "u_v", "u_v_absdiff_prod"] = "u_v_absdiff"
+    """Features a separately encoded pair gives its head: 'u_v_absdiff' = [u; v; |u-v|] (Sentence-BERT; 001); 'u_v' = [u; v] (the baselines of 000, 002 and 004); 'u_v_absdiff_prod' = [u; v; |u-v|; u*v] (InferSent)."""
+    ensemble_combine: Literal["mean", "sum"] = "mean"
+    """pair_mode 'ensemble': 'mean' = the mean of the two paths' outputs (logits for para, scores for sts); 'sum' = their sum, and an STS cosine path adds its raw cos(u, v) (not 5 * cos) to the concat path's score (001: "the cosine ... is added to a projection of BERT's [CLS]")."""
+    concat_pooling: str | None = None
+    """Pooling (registry 'pooling', default knobs) of a concatenated pair [CLS] a [SEP] b [SEP], on the concat path of pair_mode 'concat' or 'ensemble'; None: the same as pooling. 001 keeps the pooled [CLS] ('pooler') there while its sentences use 'cnn_bilstm'."""
+    shared_layer_scope: Literal["pair", "all"] = "pair"
+    """Where the shared_pair_layer sits: 'pair' = on the pair representation of para and sts (000); 'all' = on every task's pooled vector (each sentence's, before pair features or the cosine), one layer shared by all tasks (004's "downstream layer shared between tasks")."""
+    sts_cosine_weight: bool = False
+    """sts_head 'cosine': apply one learned weight matrix W (no bias, default init) to both sentence vectors before the cosine, cos(W u, W v) (004's "learned weight matrix"); false: cos(u, v) without parameters."""
+    sts_cosine_targets: Literal["graded", "sign"] = "graded"
+    """How sts_loss 'cosine_embedding' turns 0..5 labels into targets: 'graded' = s = label/5 weighs the two terms, s*(1-cos) + (1-s)*max(0, cos - sts_margin); 'sign' = torch's CosineEmbeddingLoss with target +1 for label >= 2.5 and -1 below (a similar / not similar split at the middle of the scale)."""
 
     # --- sampling and updates -------------------------------------------------
     sampler: str = "round_robin"
@@ -158,6 +176,15 @@ class RunConfig(BaseModel):
     """Steps at the end of the run with the whole encoder frozen (heads only) after full fine-tuning; they count inside max_steps."""
     activation_cache: bool = True
     """With freeze_layers (or frozen_encoder), compute the frozen layers' outputs once per data file and model, keep them on disk (cache_dir/activations) and run only the layers above them; exact, since frozen layers run without dropout."""
+    # issue 11: schedules and phases in epochs, as the reports count them (mtsearch/train/optim.py)
+    schedule_milestones_unit: Literal["fraction", "epoch"] = "fraction"
+    """What schedule_milestones count: 'fraction' = fractions of the run's optimizer steps; 'epoch' = epochs of the sampler (a milestone e drops the rate once e epochs are done: 004 decays at epochs 5 and 25 of 30)."""
+    heads_only_epochs_before: float = Field(0.0, ge=0.0)
+    """Like heads_only_steps_before, counted in epochs of the sampler (004: 5 epochs heads only); set one of the two."""
+    heads_only_epochs_after: float = Field(0.0, ge=0.0)
+    """Like heads_only_steps_after, counted in epochs of the sampler (004: the last 5 epochs heads only); set one of the two."""
+    heads_only_encoder_dropout: bool = False
+    """During heads-only phases keep the encoder's dropout on (004 only stops BERT's gradient, so its dropout stays active); false: the frozen encoder runs in eval mode, without dropout."""
 
     # --- contrastive pre-training (SimCSE, Gao, Yao & Chen 2021; mtsearch/train/simcse.py)
     simcse: Literal["none", "unsup", "sup"] = "none"
@@ -176,12 +203,20 @@ class RunConfig(BaseModel):
     """Token budget of one SimCSE sentence; longer sentences are truncated (paper: 32)."""
     simcse_sup_threshold: float = Field(4.0, ge=0.0, le=5.0)
     """simcse 'sup': an STS pair is a positive when its similarity is at least this (0..5 scale)."""
+    simcse_sup_strict: bool = False
+    """simcse 'sup': an STS pair is a positive only when its similarity is strictly above simcse_sup_threshold (001: "greater than 4"; 346 training pairs sit at exactly 4.0); false: at least the threshold."""
+    simcse_epochs: float | None = Field(None, gt=0.0)
+    """Length of the SimCSE stage in passes over its sentences (unsup) or positive pairs (sup), ceil(epochs * items / simcse_batch_size) steps, instead of simcse_steps (000: 10 epochs)."""
 
     # --- budget, evaluation, stopping ----------------------------------------
     max_steps: int | None = Field(200, ge=1)
-    """Stop after this many steps (one step = one batch of each scheduled task; with grad_accum k, an optimizer step every k steps)."""
+    """Stop after this many steps (one step = the batches the sampler schedules together: one of each scheduled task, or several small ones with partial_batches; with grad_accum k, an optimizer step every k steps)."""
     max_examples: int | None = Field(None, ge=1)
     """Stop once this many training examples (over all tasks) were seen; with max_steps, whichever comes first."""
+    max_epochs: float | None = Field(None, gt=0.0)
+    """Stop after this many epochs of the sampler (as the reports count them: one epoch is what the sampler calls one, e.g. a pass over the largest task for round robin, a resampled pool for resample_equal; `mtsearch dims` shows each sampler's); with max_steps or max_examples, whichever comes first."""
+    eval_every_epochs: float | None = Field(None, gt=0.0)
+    """Evaluate every this many epochs of the sampler (the reports evaluate after each epoch) instead of every eval_every steps."""
     eval_every: int = Field(100, ge=1)
     """Evaluate on dev every this many steps, and always at the end."""
     eval_batch_size: int = Field(128, ge=1)
@@ -204,15 +239,27 @@ class RunConfig(BaseModel):
     """Mirror the run into MLflow (MLFLOW_TRACKING_URI, default a sqlite store in runs/)."""
 
     # ------------------------------------------------------------------ checks
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        # The name becomes runs/<name>: no separators, no '..' (mtsearch.paths.check_name).
+        return None if value is None else check_name(value, "name")
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):  # e.g. tasks=5: name the key, not Python's TypeError
+            raise ValueError(
+                f"a list of task names is expected (e.g. [sst, sts]); choose from {', '.join(TASKS)}"
+            )
         value = tuple(value)
         if not value:
             raise ValueError("at least one task is needed")
         for task in value:
+            if not isinstance(task, str):
+                raise ValueError(f"a task is named by text; choose from {', '.join(TASKS)}")
             if task not in TASKS:
                 raise ValueError(
                     f"unknown task '{task}'{suggest(task, list(TASKS))}; choose from {', '.join(TASKS)}"
@@ -226,8 +273,8 @@ class RunConfig(BaseModel):
         # Each chosen strategy exists and its knobs are typed right (it checks the run last).
         for field in _strategy_fields():
             self.args(field)
-        if self.max_steps is None and self.max_examples is None:
-            raise ValueError("set max_steps or max_examples: a run needs a budget")
+        if self.max_steps is None and self.max_examples is None and self.max_epochs is None:
+            raise ValueError("set max_steps, max_examples or max_epochs: a run needs a budget")
         return self
 
     @model_validator(mode="after")
@@ -245,9 +292,19 @@ class RunConfig(BaseModel):
         for task, rate in self.task_dropout.items():
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"task_dropout.{task}: a dropout rate is in [0, 1) (got {rate!r})")
-        if self.sts_head == "cosine" and self.pair_mode == "concat":
+        check_task_keys("task_pair_mode", self.task_pair_mode, self.tasks)
+        for task in self.task_pair_mode:
+            if TASKS[task].inputs != "pair":
+                pairs = ", ".join(t for t in self.tasks if TASKS[t].inputs == "pair") or "none here"
+                raise ValueError(
+                    f"task_pair_mode.{task}: {task} reads one sentence; only pair tasks ({pairs}) take a pair mode"
+                )
+        # The STS checks read STS's own pair mode (task_pair_mode may set it apart).
+        sts_mode = self.pair_mode_of("sts")
+        where = "pair_mode" if "sts" not in self.task_pair_mode else "task_pair_mode.sts"
+        if self.sts_head == "cosine" and sts_mode == "concat":
             raise ValueError(
-                "sts_head 'cosine' needs each sentence encoded alone, which pair_mode 'concat' "
+                f"sts_head 'cosine' needs each sentence encoded alone, which {where} 'concat' "
                 "does not do: use pair_mode 'separate' or 'ensemble', or sts_head 'regression'"
             )
         if self.sts_loss == "cosine_embedding" and self.sts_head != "cosine":
@@ -255,10 +312,47 @@ class RunConfig(BaseModel):
                 "sts_loss 'cosine_embedding' is a loss on a cosine: it needs sts_head 'cosine' "
                 f"(got sts_head '{self.sts_head}')"
             )
-        if self.sts_loss == "cosine_embedding" and self.pair_mode != "separate":
+        if self.sts_loss == "cosine_embedding" and sts_mode != "separate":
             raise ValueError(
-                "sts_loss 'cosine_embedding' needs pair_mode 'separate': with pair_mode "
-                f"'{self.pair_mode}' the STS output is not a pure cosine; use sts_loss 'mse'"
+                f"sts_loss 'cosine_embedding' needs pair_mode 'separate': with {where} "
+                f"'{sts_mode}' the STS output is not a pure cosine; use sts_loss 'mse'"
+            )
+        if self.sts_cosine_weight and self.sts_head != "cosine":
+            raise ValueError(
+                f"sts_cosine_weight is a weight matrix before the STS cosine: it needs sts_head 'cosine' "
+                f"(got sts_head '{self.sts_head}')"
+            )
+        if self.sts_cosine_targets != "graded" and self.sts_loss != "cosine_embedding":
+            raise ValueError(
+                "sts_cosine_targets only applies to sts_loss 'cosine_embedding' "
+                f"(got sts_loss '{self.sts_loss}')"
+            )
+        modes = {self.pair_mode_of(t) for t in self.tasks if TASKS[t].inputs == "pair"}
+        if self.ensemble_combine != "mean" and "ensemble" not in modes:
+            raise ValueError(
+                "ensemble_combine only applies to pair_mode 'ensemble', which no task of this run uses"
+            )
+        if self.pair_features != "u_v_absdiff" and not modes & {"separate", "ensemble"}:
+            raise ValueError(
+                "pair_features are the head's input of separately encoded pairs: they need pair_mode "
+                "'separate' or 'ensemble' for some task (no task of this run encodes its sentences alone)"
+            )
+        if self.concat_pooling is not None:
+            names = _registry("pooling").names()
+            if self.concat_pooling not in names:
+                raise ValueError(
+                    f"concat_pooling: unknown pooling '{self.concat_pooling}'"
+                    f"{suggest(self.concat_pooling, names)}; choose one of {', '.join(names)}"
+                )
+            if not modes & {"concat", "ensemble"}:
+                raise ValueError(
+                    "concat_pooling pools concatenated pairs, and no task of this run reads one "
+                    "(pair_mode 'concat' or 'ensemble')"
+                )
+        if self.shared_layer_scope != "pair" and not self.shared_pair_layer:
+            raise ValueError(
+                f"shared_layer_scope '{self.shared_layer_scope}' places the shared layer: it needs "
+                "shared_pair_layer true"
             )
         return self
 
@@ -278,6 +372,25 @@ class RunConfig(BaseModel):
                 raise ValueError(
                     f"schedule_gamma only applies to schedule 'multistep' (got schedule '{self.schedule}')"
                 )
+            if self.schedule_milestones_unit != "fraction":
+                raise ValueError(
+                    "schedule_milestones_unit only applies to schedule 'multistep' "
+                    f"(got schedule '{self.schedule}')"
+                )
+        elif self.schedule_milestones_unit == "epoch":
+            # Epochs become optimizer steps once the sampler is known; the trainer then checks
+            # the warm-up (mtsearch/train/optim.py: milestone_steps).
+            ms = self.schedule_milestones
+            if not ms:
+                raise ValueError("schedule 'multistep' needs schedule_milestones (e.g. [5, 25] in epochs)")
+            if any(m <= 0 for m in ms):
+                raise ValueError(f"schedule_milestones: each milestone is an epoch > 0 (got {list(ms)})")
+            if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+                raise ValueError(f"schedule_milestones must increase strictly (got {list(ms)})")
+            if self.max_epochs is not None and ms[-1] >= self.max_epochs:
+                raise ValueError(
+                    f"schedule_milestones: epoch {ms[-1]} is not inside the run's max_epochs ({self.max_epochs})"
+                )
         else:
             ms = self.schedule_milestones
             if not ms:
@@ -293,6 +406,22 @@ class RunConfig(BaseModel):
                     f"schedule_milestones: milestone {ms[0]} falls inside the warm-up "
                     f"(warmup_ratio {self.warmup_ratio}); put milestones after it"
                 )
+        for when in ("before", "after"):
+            if getattr(self, f"heads_only_steps_{when}") and getattr(self, f"heads_only_epochs_{when}"):
+                raise ValueError(
+                    f"heads_only_steps_{when} and heads_only_epochs_{when} both set the same phase: set one"
+                )
+        epoch_phases = self.heads_only_epochs_before + self.heads_only_epochs_after
+        if self.max_epochs is not None and epoch_phases > self.max_epochs:
+            raise ValueError(
+                f"heads_only_epochs_before + heads_only_epochs_after ({self.heads_only_epochs_before} + "
+                f"{self.heads_only_epochs_after}) exceed max_epochs ({self.max_epochs}): they count inside it"
+            )
+        if self.heads_only_encoder_dropout and not self.has_phases():
+            raise ValueError(
+                "heads_only_encoder_dropout applies to heads-only phases: set heads_only_steps_* or "
+                "heads_only_epochs_*"
+            )
         phases = self.heads_only_steps_before + self.heads_only_steps_after
         if self.max_steps is not None and phases > self.max_steps:
             raise ValueError(
@@ -304,7 +433,7 @@ class RunConfig(BaseModel):
                 f"frozen_encoder already freezes every layer: freeze_layers ({self.freeze_layers}) "
                 "contradicts it; set one of them"
             )
-        if self.frozen_encoder and phases:
+        if self.frozen_encoder and self.has_phases():
             raise ValueError(
                 "heads_only_steps_before / heads_only_steps_after freeze the encoder for part of the run, "
                 "but frozen_encoder freezes it for all of it; set one of them"
@@ -336,9 +465,25 @@ class RunConfig(BaseModel):
         for field in _strategy_fields():
             strategy = _registry(field).get(getattr(self, field))
             strategy.check_config(self.args(field), self)
+        if self.concat_pooling is not None:  # a pooling too, with its default knobs
+            pooling = _registry("pooling").get(self.concat_pooling)
+            pooling.check_config(pooling.Args(), self)
         return self
 
     # ---------------------------------------------------------------- helpers
+    def pair_mode_of(self, task: str) -> str:
+        """The pair mode ``task`` is read in: task_pair_mode[task], else pair_mode."""
+        return self.task_pair_mode.get(task, self.pair_mode)
+
+    def has_phases(self) -> bool:
+        """Whether the run has heads-only phases (in steps or in epochs)."""
+        return bool(
+            self.heads_only_steps_before
+            or self.heads_only_steps_after
+            or self.heads_only_epochs_before
+            or self.heads_only_epochs_after
+        )
+
     def args(self, field: str) -> BaseModel:
         """The typed arguments of the strategy chosen in ``field`` (e.g. 'sampler')."""
         return _registry(field).parse_args(
@@ -445,19 +590,115 @@ def _number(value: Any) -> Any:
     return value
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
+#: What a config file's ``profiles`` section may set: the machine and the budget (how long,
+#: on how much data, on which encoder, how much of it trained), never the technique.
+PROFILE_KEYS = frozenset(
+    {
+        "model",
+        "max_steps",
+        "max_examples",
+        "max_epochs",
+        "eval_every",
+        "eval_every_epochs",
+        "eval_limit",
+        "eval_batch_size",
+        "final_eval",
+        "train_limit",
+        "train_fraction",
+        "freeze_layers",
+        "activation_cache",
+        "max_length",
+        "simcse_steps",
+        "simcse_epochs",
+        "device",
+        "precision",
+        "num_threads",
+        "save_checkpoint",
+        "progress",
+    }
+)
+#: The profile a config file's ``profiles`` section applies when none is asked for: the
+#: machine every command assumes by default (sweeps' ``--profile`` defaults to it too).
+DEFAULT_PROFILE = "cpu"
+
+
+def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, Any]:
+    """The config values of a YAML file, with one of its ``profiles`` applied.
+
+    A file may hold ``profiles: {name: {key: value}}`` (the presets do): each profile
+    overrides budget keys only (:data:`PROFILE_KEYS`). ``profile`` picks one; None picks
+    :data:`DEFAULT_PROFILE` when the file defines it, else none.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:  # a binary or Latin-1 file: say which byte, not a traceback
+        raise ConfigError(
+            f"config file {p} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"config file {p} cannot be read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of config keys")
-    return data
+    profiles = data.pop("profiles", None)
+    if profiles is None:
+        if profile is not None:
+            raise ConfigError(f"config file {p} defines no profiles (asked for profile '{profile}')")
+        return data
+    checked = check_profiles(profiles, str(p))
+    name = profile if profile is not None else (DEFAULT_PROFILE if DEFAULT_PROFILE in checked else None)
+    if name is None:
+        return data
+    if name not in checked:
+        raise ConfigError(
+            f"config file {p}: profile '{name}' is not defined{suggest(name, list(checked))}; "
+            f"defined: {', '.join(checked)}"
+        )
+    return apply_overrides(data, checked[name])
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    values = read_config_file(path) if path else {}
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
+def check_profiles(profiles: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A ``profiles`` section as ``{name: overrides}``; a key that is not budget is refused."""
+    if not isinstance(profiles, dict) or not profiles:
+        raise ConfigError(f"{where}: profiles must be a mapping of profile names to config keys")
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in profiles.items():
+        values = values or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: profiles.{name} must be a mapping of config keys")
+        for key in values:
+            if key not in RunConfig.model_fields:
+                raise ConfigError(
+                    f"{where}: unknown config key 'profiles.{name}.{key}'{suggest(key, field_names())}"
+                )
+            if key not in PROFILE_KEYS:
+                raise ConfigError(
+                    f"{where}: profiles.{name}.{key}: a profile changes only the machine and the budget "
+                    f"({', '.join(sorted(PROFILE_KEYS))}); set {key} in the file itself"
+                )
+        out[str(name)] = dict(values)
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, profile: str | None = None
+) -> RunConfig:
+    """The run config of a YAML file (with one of its profiles, see :func:`read_config_file`) and overrides."""
+    if profile is not None and not path:
+        raise ConfigError(f"profile '{profile}' needs a config file that defines profiles (--config)")
+    values = read_config_file(path, profile) if path else {}
     return make_config(apply_overrides(values, overrides or {}))

@@ -25,6 +25,13 @@ Kind = Literal["categorical", "int", "float"]
 #: The keys a sweep records of a searched dimension (sweep.json and its fingerprint).
 RECORD_KEYS = ("name", "kind", "choices", "low", "high", "step", "log", "when", "bins")
 
+#: What every user of the default encoder should know before reading a score (README and the presets say it too).
+ENCODER_NOTE = (
+    "note: model 'minilm' (all-MiniLM-L6-v2, the default) was trained on QQP duplicate pairs and NLI, so on it "
+    "QQP and STS start far ahead of a plain BERT and effects of pair inputs can invert; the published systems "
+    "used BERT-base (presets' gpu profile: model bert-base-uncased)."
+)
+
 
 class Dimension(BaseModel):
     """One name a search may vary: what the config accepts there, or what a space searches."""
@@ -186,4 +193,6 @@ def format_dims() -> str:
     lines.append("strategies:")
     for field, name, doc in strategies_table():
         lines.append(f"  {field}={name}: {doc}")
+    lines.append("")
+    lines.append(ENCODER_NOTE)
     return "\n".join(lines)

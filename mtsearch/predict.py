@@ -15,7 +15,7 @@ from typing import Any
 
 from mtsearch.config import load_config
 from mtsearch.errors import MtsearchError
-from mtsearch.paths import runs_dir
+from mtsearch.paths import cache_dir, require_writable, runs_dir
 from mtsearch.records import atomic_write_text
 from mtsearch.tasks import TASKS
 
@@ -74,20 +74,59 @@ def load_run(run: str | Path, data_dir: str | None = None, splits=("dev",)) -> L
 
     from mtsearch.data import require_files, resolve_data_dir
     from mtsearch.models.encoder import load_encoder, load_tokenizer, resolve_model
-    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.models.multitask import MultitaskModel, needs_pooler
     from mtsearch.train.runtime import pick_device
 
     path = find_run(str(run))
-    config = load_config(path / "config.yaml", {"data_dir": data_dir} if data_dir else {})
+    require_writable(cache_dir(), "cache folder (MTSEARCH_CACHE, default <runs>/cache)")  # token ids
+    try:
+        config = load_config(path / "config.yaml", {"data_dir": data_dir} if data_dir else {})
+    except MtsearchError as err:  # a config.yaml edited or damaged since the run wrote it
+        raise MtsearchError(f"run {path}: its config.yaml does not load: {err}") from None
     source = resolve_model(config.model)
     ddir = resolve_data_dir(config.data_dir)
     require_files(ddir, list(config.tasks), [s for s in splits if s != "test"])
     device, precision = pick_device(config)
     tokenizer = load_tokenizer(source)
-    model = MultitaskModel(load_encoder(source, seed=config.seed), config)
-    model.load_state_dict(load_file(str(path / "best.safetensors")))
+    model = MultitaskModel(load_encoder(source, seed=config.seed, pooler=needs_pooler(config)), config)
+    checkpoint = path / "best.safetensors"
+    try:
+        state = load_file(str(checkpoint))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own types for a truncated or damaged file
+        raise MtsearchError(
+            f"checkpoint {checkpoint} is unreadable ({' '.join(str(err).split())}): truncated or damaged; "
+            "train the run again"
+        ) from None
+    check_checkpoint(path, model.state_dict(), state)
+    model.load_state_dict(state)
     model.to(device).eval()
     return LoadedRun(path, config, ddir, tokenizer, model, device, precision)
+
+
+def check_checkpoint(path: Path, expected: dict, state: dict) -> None:
+    """The checkpoint holds exactly the tensors, of the shapes, the run's config.yaml builds."""
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    shapes = sorted(
+        k for k in expected.keys() & state.keys() if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} of another shape (e.g. {k}: {list(state[k].shape)} in the checkpoint, "
+            f"{list(expected[k].shape)} in the model)"
+        )
+    raise MtsearchError(
+        f"run {path}: best.safetensors does not match the model its config.yaml describes ({'; '.join(parts)}); "
+        "was config.yaml edited after training?"
+    )
 
 
 def format_prediction(task: str, value: float) -> str:
@@ -102,7 +141,7 @@ def predict_run(
 
     loaded = load_run(run, data_dir, splits)
     config, ddir = loaded.config, loaded.data_dir
-    out_dir = out_dir or loaded.path / "predictions"
+    out_dir = require_writable(out_dir or loaded.path / "predictions", "predictions folder")
     written = []
     for task in config.tasks:
         for split in splits:

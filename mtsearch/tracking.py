@@ -125,8 +125,23 @@ class MlflowMirror:
         self.client.set_terminated(self.run_id, status=status)
 
 
+def filter_value(value: Any) -> str:
+    """``value`` quoted for an MLflow filter string.
+
+    MLflow's parser strips one pair of quotes and never unescapes, so a value is wrapped
+    in the quote it does not contain; one holding both quotes cannot be expressed and is
+    refused (callers filter by hexadecimal ids and tags instead of names).
+    """
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ValueError(f"{text!r} holds both quote characters: it cannot appear in an MLflow filter")
+
+
 def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-    """The sweep's parent run: one per sweep, its trials' runs are its children."""
+    """The sweep's parent run: one per sweep, its runs are its children."""
     from mlflow.entities import Param
 
     client = mlflow_client()
@@ -136,6 +151,28 @@ def parent_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     )
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def find_parent(sweep_id: str) -> str | None:
+    """The parent run a sweep created but did not get to record (its session was killed in between)."""
+    client = mlflow_client()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return None
+    where = f"tags.`mtsearch.sweep_id` = {filter_value(sweep_id)} and tags.`mtsearch.kind` = 'sweep'"
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=where, max_results=1, order_by=["start_time ASC"]
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def set_status(run_id: str, status: str) -> None:
+    """RUNNING (a resumed sweep), FINISHED, FAILED or KILLED."""
+    client = mlflow_client()
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, status=status)
 
 
 def finish_parent(run_id: str, metrics: dict[str, float], status: str = "FINISHED") -> None:
@@ -151,21 +188,12 @@ def finish_parent(run_id: str, metrics: dict[str, float], status: str = "FINISHE
     client.set_terminated(run_id, status=status)
 
 
-def close_running_children(sweep: str, status: str = "KILLED", trial: int | None = None) -> list[str]:
-    """Close a sweep's still-RUNNING child runs (of one trial, or all): their worker is gone.
-
-    A killed process never tells MLflow; ``FAILED`` for a crash, ``KILLED`` for a run a
-    scheduler stopped on purpose.
-    """
+def running_children(parent_id: str) -> list[tuple[str, dict[str, str]]]:
+    """(run id, tags) of a sweep's child runs still RUNNING; found by the parent's id, never by a name."""
     client = mlflow_client()
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return []
-    where = f"tags.sweep = '{sweep}' and attributes.status = 'RUNNING'"
-    if trial is not None:
-        where += f" and tags.trial = '{trial}'"
-    runs = client.search_runs([exp.experiment_id], filter_string=where)
-    ids = [r.info.run_id for r in runs if r.data.tags.get("mtsearch.kind") != "sweep"]
-    for rid in ids:
-        client.set_terminated(rid, status=status)
-    return ids
+    where = f"tags.`mlflow.parentRunId` = {filter_value(parent_id)} and attributes.status = 'RUNNING'"
+    runs = client.search_runs([exp.experiment_id], filter_string=where, max_results=10000)
+    return [(r.info.run_id, dict(r.data.tags)) for r in runs]

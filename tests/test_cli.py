@@ -134,3 +134,146 @@ def test_malformed_data_file_strict_and_lenient(runs, tmp_path):
 def test_fetch_offline_without_mirror_says_what_to_set(tmp_path):
     proc = mtsearch("data", "fetch", "--from", "http://127.0.0.1:9/nothing/", "--dest", str(tmp_path / "d"))
     one_clear_error(proc, "--from")
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ""])
+def test_a_run_name_that_leaves_runs_is_refused(runs, data_dir, name):
+    one_clear_error(mtsearch("train", "--data-dir", str(data_dir), "--name", name, *SMALL), "--name")
+    if name:  # `--set name=` is null: the default name
+        one_clear_error(
+            mtsearch("train", "--data-dir", str(data_dir), "--set", f"name={name}", *SMALL), "name:"
+        )
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2 (issue 9)
+def test_a_config_file_that_is_not_utf8(runs, data_dir, tmp_path):
+    cfg = tmp_path / "latin1.yaml"
+    cfg.write_bytes("model: tiny\n# réglages\n".encode("latin-1"))
+    one_clear_error(
+        mtsearch("train", "--config", str(cfg), "--data-dir", str(data_dir)), str(cfg), "not UTF-8"
+    )
+
+
+def test_a_space_file_that_is_not_utf8(runs, tmp_path):
+    space = tmp_path / "mine.yaml"
+    space.write_bytes(b"name: mine\n\xff\xfe\x00\x01\n")
+    one_clear_error(mtsearch("sweep", str(space)), str(space), "not UTF-8")
+
+
+@pytest.mark.parametrize("content", ["header only", "every row malformed"])
+def test_a_training_file_without_usable_rows(runs, tmp_path, content):
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in FIXTURES.iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    header = (FIXTURES / "ids-sst-train.csv").read_text().splitlines()[0]
+    rows = "" if content == "header only" else "0\tid1\ta sentence\tseven\n1\tid2\tanother\t\n"
+    (data / "ids-sst-train.csv").write_text(header + "\n" + rows)
+    proc = mtsearch("train", "--data-dir", str(data), *SMALL, "--set", "mlflow=false")
+    one_clear_error(proc, "ids-sst-train.csv", "no usable rows for task 'sst' (train")
+    if content != "header only":
+        assert "malformed row(s) skipped" in proc.stderr
+    assert not (runs / "runs").exists() and not any(p.name != "cache" for p in runs.iterdir())
+
+
+def _train_a_tiny_run(runs, data_dir) -> Path:
+    from mtsearch.train import train
+    from tests.helpers import tiny_config
+
+    return train(tiny_config(data_dir, name="tiny", save_checkpoint=True, max_steps=2, eval_every=2)).run_dir
+
+
+def test_predict_on_a_damaged_run(runs, tmp_path):
+    import shutil
+
+    run = _train_a_tiny_run(runs, FIXTURES)
+    data = ["--data-dir", str(FIXTURES)]
+
+    def variant(name: str) -> Path:
+        copy = runs / name
+        shutil.copytree(run, copy)
+        return copy
+
+    ckpt = variant("truncated") / "best.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    one_clear_error(mtsearch("predict", "truncated", *data), str(ckpt), "unreadable", "truncated or damaged")
+    (variant("zero") / "best.safetensors").write_bytes(b"")
+    one_clear_error(mtsearch("predict", "zero", *data), "best.safetensors is unreadable")
+
+    (variant("garbage") / "config.yaml").write_bytes(b"\x00\x01garbage: [\n")
+    one_clear_error(mtsearch("predict", "garbage", *data), "garbage/config.yaml", "not valid YAML")
+    (variant("not-a-mapping") / "config.yaml").write_text("- just\n- a list\n")
+    one_clear_error(mtsearch("predict", "not-a-mapping", *data), "must hold a mapping")
+
+    cfg = variant("edited") / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("\npooling: cls\n", "\npooling: attention\n"))
+    one_clear_error(mtsearch("predict", "edited", *data), "does not match the model its config.yaml describes",
+                    "pooling.para.query")  # fmt: skip
+    cfg = variant("resized") / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("\nhead: linear\n", "\nhead: mlp\n"))
+    one_clear_error(mtsearch("predict", "resized", *data), "does not match the model")
+
+    one_clear_error(mtsearch("predict", "tiny", "--detailed", "--limit", "-3", *data), "--limit", "-3")
+    one_clear_error(mtsearch("predict", "tiny", "--detailed", "--limit", "0", *data), "--limit")
+    one_clear_error(
+        mtsearch("predict", "tiny", "--limit", "5", *data), "--limit only applies with --detailed"
+    )
+    proc = mtsearch(
+        "predict", "tiny", "--detailed", "--limit", "3", *data
+    )  # and the run itself still predicts
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_runs_folder_that_is_a_file(runs, data_dir, tmp_path):
+    a_file = tmp_path / "runs-file"
+    a_file.write_text("")
+    env = {"MTSEARCH_RUNS": str(a_file)}
+    one_clear_error(mtsearch("train", "--data-dir", str(data_dir), *SMALL, env=env), str(a_file), "is a file")
+    one_clear_error(mtsearch("sweep", "smoke", env=env), "MTSEARCH_RUNS", "is a file")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody can write into, not even root (chattr +i), else by its mode bits."""
+    import shutil
+    import subprocess as sp
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if (
+            not shutil.which("chattr")
+            or sp.run(["chattr", "+i", str(folder)], capture_output=True).returncode
+        ):
+            pytest.skip("running as root without chattr +i: no folder is read-only to this process")
+        yield folder
+        sp.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+def test_runs_folder_that_is_read_only(runs, data_dir, read_only_dir):
+    for runs_env in (read_only_dir, read_only_dir / "runs"):  # the folder itself, or one to create in it
+        env = {"MTSEARCH_RUNS": str(runs_env), "MTSEARCH_CACHE": ""}
+        proc = mtsearch("train", "--data-dir", str(data_dir), *SMALL, env=env)
+        one_clear_error(proc, str(runs_env), "MTSEARCH_RUNS", "not writable")
+        one_clear_error(mtsearch("sweep", "smoke", env=env), "not writable")
+
+
+@pytest.mark.parametrize("weight", ["-1", ".nan", ".inf"])
+def test_a_loss_weight_must_be_finite_and_not_negative(runs, data_dir, weight):
+    proc = mtsearch(
+        "train", "--data-dir", str(data_dir), *SMALL, "--set", f"update_args.weights={{sst: {weight}}}"
+    )
+    one_clear_error(
+        proc, "update_args.weights.sst", "finite" if "n" in weight else "greater than or equal to 0"
+    )
+
+
+def test_tasks_given_as_a_number_names_the_key(runs, data_dir):
+    one_clear_error(
+        mtsearch("train", "--data-dir", str(data_dir), "--set", "tasks=5"), "tasks:", "list of task"
+    )

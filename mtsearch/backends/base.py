@@ -17,8 +17,14 @@ class SweepOutcome:
     runs: int  # train() calls made in this invocation
     run_seconds: float  # wall time inside train() over those runs
     train_eval_seconds: float  # training + evaluation time inside them
-    counts: dict[str, int] = field(default_factory=dict)  # trial states after this invocation
+    counts: dict[str, int] = field(default_factory=dict)  # runs by status (and configurations) afterwards
     stopped_because: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. seeds added to a resumed sweep
+    nodes: list[str] = field(default_factory=list)  # Ray: the nodes that trained runs
+
+    def record(self) -> dict[str, Any]:
+        """What sweep.json keeps of the session."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("name", "sweep_dir")}
 
     @property
     def overhead(self) -> float:

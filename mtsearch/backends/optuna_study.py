@@ -1,50 +1,92 @@
-"""Optuna backend: a resumable study in ``runs/sweeps/<name>/study.db``.
+"""Optuna backend: a resumable study in ``runs/sweeps/<name>/study.db``, one trial per run.
 
-Running the same command again resumes: finished trials are kept, a trial left RUNNING
-by a dead process is marked failed and its configuration re-enqueued (seeds it had
-finished are reused, not rerun). ``--storage URL`` points at any database Optuna
-supports; ``--worker`` joins an existing study from another process or machine.
+**One Optuna trial per run** (configuration, seed index), not one per configuration:
+
+- exactly-once: a trial is created for a run only while its worker holds the run's lock,
+  and the run's folder (:mod:`mtsearch.sweep.runner`) decides what is done, so a trial
+  that dies is simply followed by another trial of the same run;
+- pruning compares like with like: each trial's intermediate values are one seed's
+  curve on its own step axis, and :func:`seed_aligned_pruner` hands the inner Optuna pruner
+  only the trials of the same seed index, never prunes before a run's second evaluation,
+  and a pruned run closes its configuration (it gets no further seed);
+- optuna-dashboard shows one curve per run (issue 12: no seeds concatenated on one axis),
+  the trials of a configuration share its parameters and carry flat, readable user
+  attributes (``config_hash``, ``seed_index``, ``seed``, ``run``, ``status``, the scores);
+  the study's metric names are its objectives.
+
+The sampler (TPE, random, ...) sees one observation per run: repeated parameters with
+noisy values, which it handles as such. It is only asked for a *new* configuration; the
+other seeds of a configuration, and runs a dead worker left, become trials with the
+configuration's stored parameters.
+
+Running the same command again resumes; ``--worker`` is the same command run beside it
+(several processes, or machines sharing the sweep folder; ``--storage URL`` puts the study
+in any database Optuna supports). Each session's sampler gets its own seed, derived from
+the sweep's, so two workers never draw the same sequence. Every change to the study that
+picks work happens under the sweep's ``.propose.lock``, which makes the recovery of a dead
+worker's RUNNING trials exact: a trial whose run nobody locks is over, and the study is
+told what its folder says (a result written just before the kill is kept, not rerun).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import math
 import os
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
-from mtsearch.errors import MtsearchError
+from mtsearch.faults import fault_point
 from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
+from mtsearch.sweep.keys import RunKey
 from mtsearch.sweep.runner import (
+    HOST,
+    Plan,
+    RunLock,
     SweepContext,
-    objective_values,
+    describe_params,
+    execute_run,
+    file_lock,
+    finite_points,
+    is_locked,
+    plan_work,
     prepare_sweep,
+    read_configurations,
     record_session,
-    run_configuration,
-    run_dir_for,
+    register_configuration,
+    run_summary,
+    sweep_session,
 )
-from mtsearch.sweep.space import Space, params_key
+from mtsearch.sweep.space import Space
 
 log = logging.getLogger("mtsearch.sweep")
 
-HEARTBEAT_SECONDS = 15.0
-#: A RUNNING trial whose worker has not beaten for this long is taken as dead.
-STALE_SECONDS = float(os.environ.get("MTSEARCH_STALE_SECONDS", 120))
-HOST = socket.gethostname()
+#: A sampler that proposes known configurations this many times in a row over a finite
+#: space is handed an untried configuration instead (random search over 4 points would
+#: otherwise draw duplicates for a while before finding the last one).
+DUPLICATE_STREAK = 5
+#: How often a worker with nothing to do looks whether a run another worker trains ended.
+WAIT_SECONDS = 0.5
 
 
 def storage_url(ctx: SweepContext, storage: str | None) -> str:
     return storage or f"sqlite:///{(ctx.sweep_dir / 'study.db').resolve()}"
 
 
-def open_study(url: str, name: str, space: Space | None = None, create: bool = True):
+def session_seed(ctx: SweepContext) -> int:
+    """The sampler seed of this session: the sweep's search seed, then one derived per session."""
+    from mtsearch.sweep.algorithms import SEARCH_SEED
+
+    if ctx.session == 0:
+        return SEARCH_SEED
+    import numpy as np
+
+    return int(np.random.SeedSequence([SEARCH_SEED, ctx.session]).generate_state(1, dtype=np.uint32)[0])
+
+
+def open_study(url: str, name: str, space: Space | None = None, create: bool = True, sampler_seed: int = 0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -54,149 +96,307 @@ def open_study(url: str, name: str, space: Space | None = None, create: bool = T
     if not create:
         return optuna.load_study(study_name=name, storage=storage)
     assert space is not None
-    directions = ["maximize"] * len(space.objectives)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=ALGORITHMS[space.algorithm].optuna_sampler(),
-        pruner=PRUNERS[space.pruner].optuna_pruner(),
-        directions=directions,
+        sampler=ALGORITHMS[space.algorithm].optuna_sampler(seed=sampler_seed),
+        pruner=seed_aligned_pruner(PRUNERS[space.pruner].optuna_pruner()),
+        directions=["maximize"] * len(space.objectives),
         load_if_exists=True,
     )
+    if study.metric_names != list(space.objectives):
+        import warnings
+
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(space.objectives))
+    return study
 
 
-@contextlib.contextmanager
-def _lock(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+# ------------------------------------------------------------------------- pruning
+class _SeedIndexStorage:
+    """A study storage that lists only the trials of one seed index (everything else passes through)."""
+
+    def __init__(self, inner, seed_index: int | None):
+        self._inner, self._seed_index = inner, seed_index
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states=None):
+        trials = self._inner.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        return [t for t in trials if t.user_attrs.get("seed_index") == self._seed_index]
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_PRUNER_CLASS: list = []
 
 
-def recover_stale(study, ctx: SweepContext) -> list[int]:
-    """Fail RUNNING trials whose worker died and re-enqueue their configurations."""
+def seed_aligned_pruner(inner):
+    """Wrap an Optuna pruner: seed k's curve is compared with other configurations' seed k curves.
+
+    The inner pruner gets a view of the study that holds only the trials of the run's seed
+    index (a storage filter, so Hyperband's bracket studies see the same view), and is not
+    asked before the run's second evaluation.
+    """
+    if not _PRUNER_CLASS:
+        import optuna
+
+        class SeedAlignedPruner(optuna.pruners.BasePruner):
+            def __init__(self, inner_pruner):
+                self.inner = inner_pruner
+
+            def prune(self, study, trial) -> bool:
+                if isinstance(self.inner, optuna.pruners.NopPruner) or len(trial.intermediate_values) < 2:
+                    return False
+                view = optuna.study.Study(
+                    study.study_name, _SeedIndexStorage(study._storage, trial.user_attrs.get("seed_index")),
+                    sampler=study.sampler, pruner=self.inner,
+                )  # fmt: skip
+                return self.inner.prune(view, trial)
+
+        _PRUNER_CLASS.append(SeedAlignedPruner)
+    return _PRUNER_CLASS[0](inner)
+
+
+# ------------------------------------------------------------------ trials and runs
+def _distributions(space: Space, params: dict[str, Any]) -> dict[str, Any]:
+    import optuna
+
+    fixed = optuna.trial.FixedTrial(params)
+    space.sample(fixed)
+    return fixed.distributions
+
+
+def run_trial(study, ctx: SweepContext, key: RunKey, params: dict[str, Any]):
+    """A new RUNNING trial for ``key`` with its configuration's stored parameters (no sampler asked)."""
+    import optuna
+
+    template = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, params=params, distributions=_distributions(ctx.space, params),
+        user_attrs=run_attrs(ctx, key),
+    )  # fmt: skip
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return optuna.Trial(study, trial_id)
+
+
+def run_attrs(ctx: SweepContext, key: RunKey) -> dict[str, Any]:
+    return {"config_hash": key.config_hash, "seed_index": key.seed_index, "seed": ctx.space.seed_for(key.seed_index),
+            "run": key.rel, "worker": f"{HOST}:{os.getpid()}"}  # fmt: skip
+
+
+def tell_from_run(study, ctx: SweepContext, trial_number: int, summary: dict[str, Any] | None = None) -> str:
+    """Tell the study what a run's folder says (the folders win); returns the state told."""
+    from optuna.trial import TrialState
+
+    frozen = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id,
+                                                                                          trial_number))  # fmt: skip
+    if frozen.state != TrialState.RUNNING:
+        return frozen.state.name
+    h, k = frozen.user_attrs.get("config_hash"), frozen.user_attrs.get("seed_index")
+    if summary is None and h is not None and k is not None:
+        summary = run_summary(ctx, RunKey(h, int(k)))
+    status = (summary or {}).get("status")
+    tid = frozen._trial_id
+    if summary and status:
+        study._storage.set_trial_user_attr(tid, "status", status)
+    if status in ("finished", "stopped_early"):
+        for task, value in summary["scores"].items():
+            study._storage.set_trial_user_attr(tid, task, float(value))
+        study._storage.set_trial_user_attr(tid, "overall", float(summary["overall"]))
+        values = summary["values"]
+        study.tell(trial_number, values if ctx.space.multi_objective else values[0])
+        return "COMPLETE"
+    if status == "pruned":
+        study.tell(trial_number, state=TrialState.PRUNED)
+        return "PRUNED"
+    error = (summary or {}).get("error") if status == "failed" else "interrupted: its worker process died"
+    study._storage.set_trial_user_attr(tid, "error", str(error or "failed")[:2000])
+    study.tell(trial_number, state=TrialState.FAIL)
+    return "FAIL"
+
+
+def recover_stale(
+    study, ctx: SweepContext, alive: frozenset[RunKey] | set[RunKey] = frozenset()
+) -> list[int]:
+    """RUNNING trials whose worker is gone (nobody locks their run) get the state their run folder says.
+
+    Called under the sweep's propose lock, where every live worker's trial already has its
+    run and holds its lock; a RUNNING trial without a run was killed while being set up.
+    ``alive``: runs this process has handed out whose worker may not hold the lock yet (Ray).
+    """
     from optuna.trial import TrialState
 
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker") or {}
-        beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else 0)
-        same_host_dead = worker.get("host") == HOST and not _pid_alive(worker.get("pid"))
-        if not (same_host_dead or time.time() - beat > STALE_SECONDS):
+        h, k = t.user_attrs.get("config_hash"), t.user_attrs.get("seed_index")
+        if (
+            h is not None
+            and k is not None
+            and (RunKey(h, int(k)) in alive or is_locked(ctx.run_dir(RunKey(h, int(k)))))
+        ):
             continue
-        storage = study._storage
-        storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its worker process died")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        seed_results = {k.removeprefix("seed_"): v for k, v in t.user_attrs.items() if k.startswith("seed_")}
-        study.enqueue_trial(
-            t.params, user_attrs={"retry_of": t.number, "seed_results": seed_results}, skip_if_exists=False
-        )
-        if ctx.mlflow:
-            with contextlib.suppress(Exception):
-                from mtsearch.tracking import close_running_children
-
-                close_running_children(ctx.name, "FAILED", trial=t.number)
-        for seed in ctx.space.seed_list:
-            rd = run_dir_for(ctx, t.number, seed)
-            if rd.exists() and not (rd / "result.json").exists():
-                from mtsearch.records import write_json
-
-                write_json(rd / "result.json", {"status": "killed", "error": "the worker process died"})
-        log.warning(
-            "trial %d was left running by a dead worker: marked failed, its configuration re-queued", t.number
-        )
+        state = tell_from_run(study, ctx, t.number)
+        log.warning("trial %d was left running by a dead worker: %s (run %s)", t.number,
+                    "recorded from its run folder" if state != "FAIL" else "failed; its run is trained again",
+                    f"{h}/s{k}" if h else "not chosen yet")  # fmt: skip
         recovered.append(t.number)
     return recovered
 
 
-class _Heartbeat:
-    def __init__(self, study, trial_id: int):
-        self.study, self.trial_id = study, trial_id
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
-        while not self.stop.wait(HEARTBEAT_SECONDS):
-            with contextlib.suppress(Exception):
-                self.study._storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
-def trial_counts(study) -> dict[str, int]:
-    from optuna.trial import TrialState
-
-    counts = {s.name.lower(): 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("duplicate_of") is not None:
-            counts["duplicate"] = counts.get("duplicate", 0) + 1
-            continue
-        counts[t.state.name.lower()] += 1
-    return counts
-
-
-def _configurations_started(study) -> int:
-    from optuna.trial import TrialState
-
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return sum(
-        1 for t in study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("duplicate_of") is None
-    )
-
-
-def _duplicate_of(study, trial_number: int, key: str) -> int | None:
-    from optuna.trial import TrialState
-
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    for t in study.get_trials(deepcopy=False, states=states):
-        if (
-            t.number != trial_number
-            and t.user_attrs.get("params_key") == key
-            and not t.user_attrs.get("duplicate_of")
-        ):
-            return t.number
-    return None
+# ------------------------------------------------------------------------ a worker
+@dataclass
+class _Job:
+    key: RunKey
+    params: dict[str, Any]
+    lock: RunLock
+    trial: Any  # optuna.Trial
 
 
 @dataclass
 class _Tally:
-    """What this invocation ran: train() calls, their time, their training + evaluation time, failures."""
-
     runs: int = 0
     run_seconds: float = 0.0
     train_eval: float = 0.0
     failures: int = 0
+    duplicates: int = 0
+    streak: int = 0
 
-    def add(self, summary: dict) -> None:
-        self.runs += 1
-        self.run_seconds += summary["seconds"]
-        self.train_eval += _train_eval_seconds(summary["run_dir"])
+
+class _Worker:
+    """One process's part of a sweep: pick a run under the propose lock, train it, tell the study."""
+
+    def __init__(self, study, ctx: SweepContext, budget: int | None, deadline: float, bar):
+        self.study, self.ctx, self.budget, self.deadline, self.bar = study, ctx, budget, deadline, bar
+        self.tally = _Tally()
+
+    def loop(self) -> str:
+        while True:
+            fault_point("between_runs")
+            if time.perf_counter() >= self.deadline:
+                return f"wall-clock budget of {self.ctx.space.minutes} minutes spent"
+            if self.tally.failures > self.ctx.space.max_failures:
+                return f"more than max_failures={self.ctx.space.max_failures} failed runs"
+            job, plan = self._next()
+            if job is not None:
+                self._run(job)
+            elif plan is not None and plan.finished_because:
+                return plan.finished_because
+            elif plan is not None and plan.in_flight:
+                self._wait(plan)
+            # else: a duplicate proposal was set aside; ask again
+
+    def _next(self) -> tuple[_Job | None, Plan | None]:
+        ctx, study = self.ctx, self.study
+        with file_lock(ctx.sweep_dir / ".propose.lock"):
+            recover_stale(study, ctx)
+            plan = plan_work(ctx, budget=self.budget)
+            for key in plan.pending:
+                lock = RunLock.try_acquire(ctx.run_dir(key))
+                if lock is not None:
+                    params = plan.configurations[key.config_hash]["params"]
+                    return _Job(key, params, lock, run_trial(study, ctx, key, params)), plan
+            if plan.next_point is not None:  # a grid: its next point, never a sampler
+                return self._start_new(plan.next_point), plan
+            if plan.proposals_left:
+                return self._propose(plan), None
+        return None, plan
+
+    def _start_new(self, params: dict[str, Any], trial=None) -> _Job | None:
+        h = register_configuration(self.ctx, params)
+        fault_point("propose")
+        key = RunKey(h, 0)
+        lock = RunLock.try_acquire(self.ctx.run_dir(key))
+        if lock is None:  # cannot happen under the propose lock; be safe
+            return None
+        if trial is None:
+            trial = run_trial(self.study, self.ctx, key, params)
+        else:
+            for k, v in run_attrs(self.ctx, key).items():
+                trial.set_user_attr(k, v)
+        return _Job(key, params, lock, trial)
+
+    def _propose(self, plan: Plan) -> _Job | None:
+        """Ask the sampler for a configuration; one it proposed before is set aside (told FAIL, duplicate_of)."""
+        from optuna.trial import TrialState
+
+        ctx, study = self.ctx, self.study
+        trial = study.ask()
+        params = ctx.space.sample(trial)
+        h = ctx.space.config_hash(params)
+        if h not in plan.configurations:
+            self.tally.streak = 0
+            return self._start_new(params, trial)
+        trial.set_user_attr("duplicate_of", h)
+        study.tell(trial, state=TrialState.FAIL)
+        self.tally.duplicates += 1
+        self.tally.streak += 1
+        if self.tally.streak >= DUPLICATE_STREAK:
+            # A finite space nearly exhausted: take an untried configuration directly.
+            untried = [p for p, ph in finite_points(ctx) if ph not in plan.configurations]
+            if untried:
+                import numpy as np
+
+                rng = np.random.default_rng([ctx.session, self.tally.duplicates])
+                self.tally.streak = 0
+                return self._start_new(untried[int(rng.integers(len(untried)))])
+        return None
+
+    def _run(self, job: _Job) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        from mtsearch.errors import Pruned
+
+        ctx, study, trial = self.ctx, self.study, job.trial
+        fault_point("trial_created")
+
+        def report(step: int, metrics: dict[str, float]) -> None:
+            if ctx.space.multi_objective:
+                return
+            trial.report(float(metrics[ctx.space.objectives[0]]), step)
+            if trial.should_prune():
+                raise Pruned()
+
+        try:
+            summary = execute_run(ctx, job.key, job.params, report, trial=trial.number)
+        except Pruned:
+            summary = run_summary(ctx, job.key)
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                study._storage.set_trial_user_attr(trial._trial_id, "error", "interrupted by the user")
+                study.tell(trial, state=__import__("optuna").trial.TrialState.FAIL)
+            job.lock.release()
+            raise
+        try:
+            state = tell_from_run(study, ctx, trial.number, summary)
+        except UpdateFinishedTrialError:
+            state = "?"
+        fault_point("after_tell")
+        job.lock.release()
+        t = self.tally
+        t.runs += 1
+        t.run_seconds += float(summary["seconds"] or 0.0)
+        t.train_eval += float(summary["train_eval_seconds"])
+        if summary["status"] == "failed":
+            t.failures += 1
+        self.bar.update(1)
+        desc = describe_params(job.params)
+        if state == "COMPLETE":
+            self.bar.set_postfix(run=job.key.rel, score=f"{summary['values'][0]:.3f}")
+            log.info("run %s (%s): %s", job.key, desc, " / ".join(f"{v:.4f}" for v in summary["values"]))
+        else:
+            log.info("run %s (%s): %s", job.key, desc, summary["status"])
+
+    def _wait(self, plan: Plan) -> None:
+        """Nothing to start: wait until a run another worker trains ends (it may end by a crash)."""
+        while time.perf_counter() < self.deadline:
+            if any(not is_locked(self.ctx.run_dir(k)) for k in plan.in_flight):
+                return
+            time.sleep(WAIT_SECONDS)
 
 
 @BACKENDS.register("optuna")
 class OptunaBackend(Backend):
-    """Optuna study in an embedded sqlite store (or --storage URL); resumable; several workers."""
+    """Optuna samplers and pruners over a (possibly conditional) space, in a resumable study."""
 
     def run(
         self,
@@ -208,162 +408,67 @@ class OptunaBackend(Backend):
         mlflow: bool = True,
         progress: bool = True,
         max_trials: int | None = None,
+        race_policy=None,
         **_: Any,
     ) -> SweepOutcome:
         t0 = time.perf_counter()
-        ctx = prepare_sweep(space, name, "optuna", mlflow=mlflow)
+        ctx = prepare_sweep(space, name, "optuna", mlflow=mlflow, worker=worker)
+        ctx.race_policy = race_policy
+        for note in ctx.notes:
+            log.warning("%s", note)
         url = storage_url(ctx, storage)
-        study = _open_session(space, ctx, url, worker)
-        budget = space.trials if max_trials is None else max_trials
-        deadline = t0 + space.minutes * 60 if space.minutes else math.inf
-        tally = _Tally()
-        bar = _progress_bar(study, space, ctx.name, budget, progress)
-        while (stopped := _stop_reason(study, space, budget, deadline, tally.failures)) is None:
-            _run_trial(study, ctx, tally, bar)
-        bar.close()
+        with file_lock(ctx.sweep_dir / ".propose.lock"):
+            study = open_study(url, ctx.name, space, sampler_seed=session_seed(ctx))
+        budget = max_trials or space.trials
+        deadline = t0 + space.minutes * 60 if space.minutes else float("inf")
+        with sweep_session(ctx):
+            bar = _progress_bar(ctx, budget, progress)
+            w = _Worker(study, ctx, budget, deadline, bar)
+            stopped = w.loop()
+            bar.close()
         wall = time.perf_counter() - t0
         outcome = SweepOutcome(
-            name=ctx.name, sweep_dir=str(ctx.sweep_dir), backend="optuna", wall_seconds=wall, runs=tally.runs,
-            run_seconds=tally.run_seconds, train_eval_seconds=tally.train_eval, counts=trial_counts(study),
-            stopped_because=stopped,
+            name=ctx.name, sweep_dir=str(ctx.sweep_dir), backend="optuna", wall_seconds=wall, runs=w.tally.runs,
+            run_seconds=w.tally.run_seconds, train_eval_seconds=w.tally.train_eval, counts=run_counts(ctx),
+            stopped_because=stopped, notes=ctx.notes,
         )  # fmt: skip
-        record_session(ctx, {**outcome.__dict__, "worker": worker, "ended": time.time(), "storage": url})
-        if ctx.mlflow_parent and not worker:
-            with contextlib.suppress(Exception):
-                from mtsearch.tracking import finish_parent
-
-                finish_parent(
-                    ctx.mlflow_parent,
-                    {"runs": tally.runs, "wall_seconds": wall, "failed": outcome.counts["fail"]},
-                )
+        record_session(ctx, {**outcome.record(), "storage": url, "duplicates": w.tally.duplicates,
+                             "ended": time.time()})  # fmt: skip
         return outcome
 
 
-def _open_session(space: Space, ctx: SweepContext, url: str, worker: bool):
-    """Open (or create) the study; a new grid study queues every point; dead workers' trials are re-queued."""
-    with _lock(ctx.sweep_dir / ".study.lock"):
-        study = open_study(url, ctx.name, space)
-        if space.exhaustive and not study.get_trials(deepcopy=False) and not worker:
-            for point in space.grid():
-                study.enqueue_trial(point, user_attrs={"grid": True})
-        recover_stale(study, ctx)
-    return study
+def run_counts(ctx: SweepContext) -> dict[str, int]:
+    """Runs by status, and configurations, from the run folders."""
+    from mtsearch.sweep.runner import load_runs
+
+    runs = load_runs(ctx.sweep_dir)
+    counts = {s: int(n) for s, n in runs["status"].value_counts().items()} if not runs.empty else {}
+    counts["configurations"] = len(read_configurations(ctx.sweep_dir))
+    return counts
 
 
-def _progress_bar(study, space: Space, name: str, budget: int | None, progress: bool):
+def trial_counts(study) -> dict[str, int]:
+    """Trials by state (duplicate proposals apart): what the dashboard's sweeps table shows of a study."""
     from optuna.trial import TrialState
+
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("duplicate_of") is not None:
+            counts["duplicate"] = counts.get("duplicate", 0) + 1
+            continue
+        counts[t.state.name.lower()] += 1
+    return counts
+
+
+def _progress_bar(ctx: SweepContext, budget: int | None, progress: bool):
     from tqdm.auto import tqdm
 
-    total_runs = None
-    if space.exhaustive:
-        total_runs = len(space.grid()) * space.seeds
-    elif budget:
-        total_runs = budget * space.seeds
-    done_runs = sum(
-        len([k for k in t.user_attrs if k.startswith("seed_")])
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    )
-    return tqdm(total=total_runs, initial=min(done_runs, total_runs or done_runs), desc=f"sweep {name}",
-                unit="run", disable=not progress)  # fmt: skip
+    from mtsearch.sweep.keys import DONE
+    from mtsearch.sweep.runner import load_runs
+    from mtsearch.sweep.space import expected_runs
 
-
-def _stop_reason(study, space: Space, budget: int | None, deadline: float, failures: int) -> str | None:
-    """Why the sweep stops before asking for another trial; None: go on."""
-    from optuna.trial import TrialState
-
-    if space.exhaustive and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        return "every grid configuration is done"
-    if budget is not None and not space.exhaustive and _configurations_started(study) >= budget:
-        return f"{budget} configurations done"
-    if time.perf_counter() >= deadline:
-        return f"wall-clock budget of {space.minutes} minutes spent"
-    if failures > space.max_failures:
-        return f"more than max_failures={space.max_failures} failed trials"
-    return None
-
-
-def _run_trial(study, ctx: SweepContext, tally: _Tally, bar) -> None:
-    """Ask for one configuration and run its seeds, unless another trial has it already."""
-    from optuna.trial import TrialState
-
-    space = ctx.space
-    trial = study.ask()
-    if space.exhaustive and not trial.user_attrs.get("grid") and "retry_of" not in trial.user_attrs:
-        # Another worker took the last queued point between our check and ask().
-        trial.set_user_attr("duplicate_of", -1)
-        study.tell(trial, state=TrialState.PRUNED)
-        return
-    trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
-    trial.set_user_attr("heartbeat", time.time())
-    params = space.sample(trial)
-    key = params_key(params)
-    dup = _duplicate_of(study, trial.number, key)
-    if dup is not None:
-        # Never run one configuration twice (several workers, or a sampler repeating itself).
-        trial.set_user_attr("duplicate_of", dup)
-        study.tell(trial, state=TrialState.PRUNED)
-        return
-    trial.set_user_attr("params_key", key)
-    done = {int(k): v for k, v in (trial.user_attrs.get("seed_results") or {}).items()}
-    for seed, summary in done.items():
-        trial.set_user_attr(f"seed_{seed}", summary)
-    _run_seeds(study, trial, ctx, params, done, tally, bar)
-
-
-def _run_seeds(study, trial, ctx: SweepContext, params: dict, done: dict, tally: _Tally, bar) -> None:
-    """Run the configuration's seeds (those not ``done``) and tell the study: values, pruned or failed."""
-    from optuna.trial import TrialState
-
-    from mtsearch.errors import Pruned
-
-    space = ctx.space
-
-    def on_seed_done(seed: int, summary: dict) -> None:
-        trial.set_user_attr(f"seed_{seed}", summary)
-        tally.add(summary)
-        bar.update(1)
-        bar.set_postfix(trial=trial.number, overall=f"{summary['overall']:.3f}")
-
-    def report(step: int, metrics: dict[str, float]) -> None:
-        if space.multi_objective:
-            return
-        trial.report(float(metrics[space.objectives[0]]), step)
-        if trial.should_prune():
-            raise Pruned()
-
-    desc = ", ".join(f"{k}={v}" for k, v in params.items())
-    try:
-        with _Heartbeat(study, trial._trial_id):
-            seed_results = run_configuration(
-                ctx, params, trial.number, report=report, done=done, on_seed_done=on_seed_done,
-                tags={"mtsearch.kind": "trial"},
-            )  # fmt: skip
-        values = objective_values(space, seed_results)
-        if any(not math.isfinite(v) for v in values):
-            raise MtsearchError(f"objective is not finite: {values}")
-        study.tell(trial, values if space.multi_objective else values[0])
-        log.info("trial %d (%s): %s", trial.number, desc, " / ".join(f"{v:.4f}" for v in values))
-    except Pruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        log.info("trial %d (%s): pruned", trial.number, desc)
-    except KeyboardInterrupt:
-        trial.set_user_attr("error", "interrupted by the user")
-        study.tell(trial, state=TrialState.FAIL)
-        bar.close()
-        raise
-    except Exception as err:  # a failing trial must not stop the sweep
-        tally.failures += 1
-        trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
-        study.tell(trial, state=TrialState.FAIL)
-        log.warning("trial %d (%s) failed: %s: %s", trial.number, desc, type(err).__name__, err)
-
-
-def _train_eval_seconds(run_dir: str) -> float:
-    from pathlib import Path
-
-    from mtsearch.records import read_metrics
-
-    rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("kind") == "eval"]
-    if not rows:
-        return 0.0
-    return float(rows[-1]["train_seconds"] + rows[-1]["eval_seconds"])
+    total = expected_runs(ctx.space) if ctx.space.exhaustive or budget else None
+    runs = load_runs(ctx.sweep_dir)
+    done = int(runs["status"].isin(DONE).sum()) if not runs.empty else 0
+    return tqdm(total=max(total or 0, done) or None, initial=done, desc=f"sweep {ctx.name}", unit="run",
+                disable=not progress)  # fmt: skip

@@ -19,15 +19,17 @@ def curves(data: SweepData):
 
     dims = data.dim_names
     rows, cos_rows = [], []
-    trials = data.sweep_dir / "trials"
-    for rd in sorted(trials.iterdir()) if trials.is_dir() else []:
+    from mtsearch.sweep.keys import RUN_FILE, all_run_keys, run_dir
+
+    for key in all_run_keys(data.sweep_dir):
+        rd = run_dir(data.sweep_dir, key)
         try:
-            info = json.loads((rd / "trial.json").read_text())
+            info = json.loads((rd / RUN_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             continue
         params = info.get("params") or {}
         levels = {d: level_label(params[d]) if d in params else NA for d in dims}
-        base = {"run": rd.name, "trial": info.get("trial"), "seed": info.get("seed"), **levels}
+        base = {"run": key.rel, "trial": info.get("trial"), "seed": info.get("seed"), **levels}
         for r in read_metrics(rd / "metrics.jsonl"):
             if r.get("kind", "eval") != "eval":
                 continue

@@ -58,9 +58,8 @@ def _study_from_results(data: SweepData):
                 dists[k] = FloatDistribution(
                     float(spec["low"]), float(spec["high"]), log=bool(spec.get("log"))
                 )
-        runs = res.runs[(res.runs["params_key"] == conf["params_key"]) & res.runs["overall"].notna()]
-        attrs = {f"seed_{int(r['seed'])}": {"overall": r["overall"], "scores": {t: r[t] for t in res.metrics[1:]}}
-                 for _, r in runs.iterrows()}  # fmt: skip
+        # One trial per configuration here, its mean over seeds as flat attributes (as a run's trial has).
+        attrs = {m: float(conf[f"{m}_mean"]) for m in res.metrics}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
                                                   value=float(conf["overall_mean"]), user_attrs=attrs))  # fmt: skip
     return study
@@ -68,13 +67,10 @@ def _study_from_results(data: SweepData):
 
 def _target(metric: str):
     def target(trial) -> float:
-        seeds = [v for k, v in trial.user_attrs.items() if k.startswith("seed_") and isinstance(v, dict)]
-        vals = [
-            s.get("overall") if metric == "overall" else (s.get("scores") or {}).get(metric) for s in seeds
-        ]
-        vals = [float(v) for v in vals if v is not None]
-        if vals:
-            return float(sum(vals) / len(vals))
+        # A trial is one run; its scores are flat user attributes (overall, sst, para, sts).
+        value = trial.user_attrs.get(metric)
+        if isinstance(value, int | float):
+            return float(value)
         return float(trial.values[0]) if trial.values else float("nan")
 
     return target

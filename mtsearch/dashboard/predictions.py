@@ -71,8 +71,9 @@ def compute_detailed(run_dir: Path | str, data_dir: str | None = None, limit: in
 
 def runs_with_checkpoint(data: SweepData) -> list[str]:
     """The runs of a sweep that kept a checkpoint, best first."""
-    trials = data.sweep_dir / "trials"
-    names = sorted(rd.name for rd in trials.iterdir() if has_checkpoint(rd)) if trials.is_dir() else []
+    from mtsearch.sweep.keys import all_run_keys, run_dir
+
+    names = [k.rel for k in all_run_keys(data.sweep_dir) if has_checkpoint(run_dir(data.sweep_dir, k))]
     if data.has_results:  # best runs first
         order = data.results.runs.sort_values("overall", ascending=False)["run"].tolist()
         names.sort(key=lambda n: order.index(n) if n in order else len(order))

@@ -1,7 +1,7 @@
 """Finding and reading sweeps: what every dashboard view starts from, computed without Streamlit.
 
 Everything is read from the sweep folders under ``runs/sweeps/`` (``MTSEARCH_RUNS``):
-``sweep.json`` (space, backend, sessions), the run directories under ``trials/`` (scores via
+``sweep.json`` (space, backend, sessions), the run directories under ``runs/`` (scores via
 :func:`mtsearch.sweep.results.compute`) and the Optuna study in ``study.db`` (trial states).
 
 Nothing here raises on a sweep that is empty, failed or half-written: such problems end
@@ -49,14 +49,14 @@ def signature(sweep_dir: Path) -> tuple:
     n, latest = 0, 0.0
     for p in (sweep_dir / "sweep.json", sweep_dir / "study.db", sweep_dir / "trials.csv"):
         latest = max(latest, _mtime(p))
-    trials = sweep_dir / "trials"
-    if trials.is_dir():
-        for rd in trials.iterdir():
-            for f in ("trial.json", "result.json", "metrics.jsonl"):
-                m = _mtime(rd / f)
-                if m:
-                    n += 1
-                    latest = max(latest, m)
+    from mtsearch.sweep.keys import all_run_keys, run_dir
+
+    for key in all_run_keys(sweep_dir):
+        for f in ("run.json", "result.json", "metrics.jsonl"):
+            m = _mtime(run_dir(sweep_dir, key) / f)
+            if m:
+                n += 1
+                latest = max(latest, m)
     return (str(sweep_dir), n, latest)
 
 
@@ -181,42 +181,33 @@ def _check_trials_csv(sweep_dir: Path) -> list[str]:
 
 
 def trial_counts(sweep_dir: Path, meta: dict[str, Any], res=None) -> tuple[dict[str, int], str, str | None]:
-    """Configurations by state: done, pruned, failed, running (+ waiting, duplicate from a study)."""
+    """Configurations by state: done, pruned, failed, running, from the run directories (the truth);
+    a study adds the proposals it set aside as duplicates."""
+    counts = dir_counts(sweep_dir)
     study_db = sweep_dir / "study.db"
-    if study_db.exists() and meta.get("backend", "optuna") == "optuna":
+    if study_db.exists():
         try:
             from mtsearch.backends.optuna_study import trial_counts as study_counts
             from mtsearch.dashboard.study import sweep_study
 
-            c = study_counts(sweep_study(sweep_dir))
-            counts = {"done": c.get("complete", 0), "pruned": c.get("pruned", 0), "failed": c.get("fail", 0),
-                      "running": c.get("running", 0), "waiting": c.get("waiting", 0),
-                      "duplicate": c.get("duplicate", 0)}  # fmt: skip
-            return counts, "study", None
+            counts["duplicate"] = study_counts(sweep_study(sweep_dir)).get("duplicate", 0)
         except Exception as err:
-            note = f"study.db could not be read ({type(err).__name__}); trial counts come from the run directories."
-            return dir_counts(sweep_dir), "run directories", note
-    return dir_counts(sweep_dir), "run directories", None
+            return counts, "run directories", f"study.db could not be read ({type(err).__name__})."
+    return counts, "run directories", None
 
 
 def dir_counts(sweep_dir: Path) -> dict[str, int]:
-    """Per trial (all its seeds): running if a seed has no result, failed if one failed, ..."""
-    per_trial: dict[str, list[str]] = {}
-    trials = sweep_dir / "trials"
-    for rd in sorted(trials.iterdir()) if trials.is_dir() else []:
-        trial = rd.name.split("-s")[0]
-        try:
-            status = json.loads((rd / "result.json").read_text()).get("status", "failed")
-        except (OSError, json.JSONDecodeError):
-            status = "running"
-        per_trial.setdefault(trial, []).append(status)
+    """Per configuration (all its seeds): running if a seed is not done, failed if one failed, ..."""
+    from mtsearch.sweep.runner import load_runs
+
+    runs = load_runs(sweep_dir)
     counts = dict.fromkeys(COUNT_KEYS, 0)
-    for statuses in per_trial.values():
-        if "running" in statuses:
+    for _, statuses in runs.groupby("config_hash")["status"] if not runs.empty else []:
+        if statuses.isin(("running", "interrupted")).any():
             counts["running"] += 1
-        elif any(s in ("failed", "killed") for s in statuses):
+        elif (statuses == "failed").any():
             counts["failed"] += 1
-        elif "pruned" in statuses:
+        elif (statuses == "pruned").any():
             counts["pruned"] += 1
         else:
             counts["done"] += 1

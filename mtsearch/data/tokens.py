@@ -4,6 +4,11 @@ A search runs many trials over the same files; tokenizing them again for every t
 would cost more than a short trial itself. The cache stores the whole file's usable rows
 (keyed by the file's md5), so runs that subsample with ``limit`` reuse it too, and holds
 flat, unpadded arrays: padding is decided per batch by :func:`collate`.
+
+A cache file is written aside and renamed after an fsync, carries a sha256 of its arrays
+that every load checks, and is built under a per-file lock (:mod:`mtsearch.cachefiles`):
+a damaged file (0 bytes after a power loss, truncated, bytes flipped) is encoded again
+with one warning, and a killed build's temporary file is removed by the next one.
 """
 
 from __future__ import annotations
@@ -12,23 +17,21 @@ import hashlib
 import itertools
 import json
 import logging
-import os
-import tempfile
 import weakref
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mtsearch import paths
+from mtsearch import cachefiles, paths
 from mtsearch.data.loaders import Split, parse_file
+from mtsearch.faults import fault_point
 
 log = logging.getLogger("mtsearch.data")
 
 PAIR_MODES = ("concat", "separate")
 #: bump when the cached layout or the tokenization rules change, so old files are ignored
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a checksum in every file
 #: texts per tokenizer call: bounds the memory of the python lists the tokenizer returns
 CHUNK = 4096
 
@@ -169,38 +172,53 @@ def _cache_file(cache_dir: Path, split: Split, ident: str, max_length: int, pair
     return cache_dir / f"{split.task}-{split.split}-{pair_mode}-{max_length}-{digest}.npz"
 
 
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    return cachefiles.digest(
+        b for name in sorted(arrays) for b in (name.encode(), *cachefiles.array_bytes(arrays[name]))
+    )
+
+
 def _save(path: Path, lines: np.ndarray, segments: dict[str, Segment], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"lines": lines, "meta": np.array(json.dumps(meta))}
     for name, seg in segments.items():
         arrays[f"{name}.input_ids"] = seg.input_ids
         arrays[f"{name}.token_type_ids"] = seg.token_type_ids
         arrays[f"{name}.offsets"] = seg.offsets
-    # Concurrent trials may encode the same file: each writes its own temp file and the
-    # last os.replace wins with identical content, so readers never see a partial file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    arrays["checksum"] = np.array(_checksum(arrays))
+
+    def write(f) -> None:
+        np.savez(f, **arrays)
+        fault_point("cache_build")  # fault-injection tests: a kill with the temp file written
+
+    # Written aside, fsynced and renamed (mtsearch.cachefiles): a reader, or the next run
+    # after a power loss, sees the whole file or none; concurrent trials encoding the same
+    # file each write their own temp file and the last rename wins with identical content.
+    cachefiles.write_atomic(path, write)
 
 
-def _load(path: Path, names: list[str], meta: dict) -> tuple[np.ndarray, dict[str, Segment]] | None:
+def _load(
+    path: Path, names: list[str], meta: dict
+) -> tuple[tuple[np.ndarray, dict[str, Segment]] | None, str]:
+    """The cached lines and segments, or None and why the file is damaged ("" if it is not)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            if json.loads(str(z["meta"])) != meta:
-                return None
-            lines = z["lines"]
-            segs = {
-                n: Segment(z[f"{n}.input_ids"], z[f"{n}.token_type_ids"], z[f"{n}.offsets"]) for n in names
-            }
-        return lines, segs
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        log.info("token cache %s unreadable (%s); encoding again", path, err)
-        return None
+            arrays = {k: z[k] for k in z.files}
+    except Exception as err:  # noqa: BLE001 - any failure to read (0 bytes, truncated, garbage) means: encode again
+        return None, f"is unreadable ({type(err).__name__}: {err})"
+    try:
+        stored = str(arrays.pop("checksum"))
+        if _checksum(arrays) != stored:
+            return None, "does not match its checksum (damaged)"
+        if json.loads(str(arrays["meta"])) != meta:  # intact, but for another file name: not damage
+            return None, ""
+        lines = arrays["lines"]
+        segs = {
+            n: Segment(arrays[f"{n}.input_ids"], arrays[f"{n}.token_type_ids"], arrays[f"{n}.offsets"])
+            for n in names
+        }
+    except (KeyError, ValueError, json.JSONDecodeError) as err:
+        return None, f"is incomplete ({type(err).__name__}: {err})"
+    return (lines, segs), ""
 
 
 def encode_split(
@@ -237,22 +255,24 @@ def encode_split(
         "segments": names,
     }
 
-    loaded = _load(path, names, meta) if path.is_file() else None
-    from_cache = loaded is not None
+    from_cache = False
+    cachefiles.remove_stale_parts(cache_dir)  # once per process: leftovers of killed builds
+    loaded = _load(path, names, meta)[0] if path.is_file() else None
     if loaded is None:
-        # Encode every usable row of the file, not just this (maybe subsampled) split, so
-        # the cache serves any later limit/seed.
-        if split.usable == len(split.examples):
-            full = split.examples
-        else:
-            full, _, md5 = parse_file(split.path, split.task, split.split)
-            if md5 != split.md5:  # the file changed since it was loaded
-                full = split.examples
-        lines = np.fromiter((e.line for e in full), dtype=np.int64, count=len(full))
-        segs = _encode_examples(full, names, tokenizer, max_length)
-        if len(full) == split.usable:
-            _save(path, lines, segs, meta)
-        loaded = (lines, segs)
+        # Build under the entry's lock: a concurrent run waits for this one instead of
+        # encoding too, and the leftovers of a killed build of this entry can go.
+        with cachefiles.entry_lock(path):
+            cachefiles.remove_parts(path)
+            loaded, problem = _load(path, names, meta) if path.is_file() else (None, "")
+            if loaded is None:
+                if problem:
+                    log.warning("token cache %s %s; encoding the file again", path, problem)
+                    path.unlink(missing_ok=True)
+                loaded = _encode_file(split, names, tokenizer, max_length, path, meta)
+            else:
+                from_cache = True  # written by a concurrent run while this one waited
+    else:
+        from_cache = True
     lines, segs = loaded
 
     want = np.fromiter((e.line for e in split.examples), dtype=np.int64, count=len(split.examples))
@@ -283,6 +303,22 @@ def encode_split(
         from_cache=from_cache,
         lines=want,
     )
+
+
+def _encode_file(split: Split, names: list[str], tokenizer, max_length: int, path: Path, meta: dict):
+    """Encode every usable row of ``split``'s file (not just this maybe subsampled split), so
+    the cache serves any later limit or seed; saved unless the file changed meanwhile."""
+    if split.usable == len(split.examples):
+        full = split.examples
+    else:
+        full, _, md5 = parse_file(split.path, split.task, split.split)
+        if md5 != split.md5:  # the file changed since it was loaded
+            full = split.examples
+    lines = np.fromiter((e.line for e in full), dtype=np.int64, count=len(full))
+    segs = _encode_examples(full, names, tokenizer, max_length)
+    if len(full) == split.usable:
+        _save(path, lines, segs, meta)
+    return lines, segs
 
 
 def _encode_examples(examples, names: list[str], tokenizer, max_length: int) -> dict[str, Segment]:
@@ -364,9 +400,10 @@ def collate(encoded: EncodedSplit, indices, pad_id: int = 0) -> dict:
             "attention_mask": torch.from_numpy(mask.astype(np.int64)),
             "token_type_ids": torch.from_numpy(types),
         }
-        if name in hidden:
+        if name in hidden and hidden[name].covers(idx):
             # The activation cache: the frozen layers' output for these examples, padded
-            # like the ids; the model runs only the layers above ``cached_layer``.
+            # like the ids; the model runs only the layers above ``cached_layer``. A batch
+            # with an example the cache does not hold runs the whole encoder (same values).
             entry["cached_hidden"] = hidden[name].batch(idx, lens)
             entry["cached_layer"] = torch.tensor(hidden[name].layer)
         inputs.append(entry)

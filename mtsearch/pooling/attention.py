@@ -26,12 +26,16 @@ class AttentionPooling(Pooling):
     output width stays H). The query starts at zero, so an untrained pooling is exactly
     the mean pooling; the 1/sqrt(H) keeps the scores' scale independent of the width.
     Each task has its own instance, hence its own query.
+
+    The query is one learned vector, the same for every input. 002's decoder, whose query
+    is each input's own pooled output and which projects queries, keys and values with
+    several heads, is the pooling 'attention_decoder'; this one stays as it was.
     """
 
     Args = AttentionArgs
 
-    def __init__(self, args: AttentionArgs, *, hidden_size: int):
-        super().__init__(args, hidden_size=hidden_size)
+    def __init__(self, args: AttentionArgs, *, hidden_size: int, **context):
+        super().__init__(args, hidden_size=hidden_size, **context)
         self.query = nn.Parameter(torch.zeros(hidden_size))
         self.proj = nn.Linear(hidden_size, hidden_size) if args.projection else None
 

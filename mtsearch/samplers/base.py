@@ -14,6 +14,10 @@ from mtsearch.registry import Registry, Strategy
 class Sampler(Strategy):
     """Yields, step after step, the list of tasks that contribute one batch each.
 
+    A task appears at most once in a step, unless the sampler sets ``repeats_tasks``
+    (partial batches: several small batches of one task in a step); the trainer then
+    hands the update rule one entry per batch, in the sampler's order.
+
     ``sizes`` and ``batch_sizes`` are per task, in the config's task order; ``rng`` is
     derived from the run's seed and is the only source of randomness a sampler may use.
     ``labels`` holds the training labels of the tasks that have them (for samplers that
@@ -29,6 +33,11 @@ class Sampler(Strategy):
     #: training loop that rebuilds its shuffled per-task loaders each epoch would; off,
     #: a stream carries on where it stopped and sees all its examples before repeating.
     restart_streams: ClassVar[bool] = False
+    #: A step may name a task more than once (each time one more batch of it).
+    repeats_tasks: ClassVar[bool] = False
+    #: The sampler draws new pools (:meth:`index_pool`) when an epoch starts: every
+    #: task's stream then moves to the new pool at the epoch's first batch.
+    redraw_pools: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -74,6 +83,15 @@ class Sampler(Strategy):
     def batches_per_epoch(self, task: str) -> int:
         """ceil(pool size / batch size): the batches one pass over the task's pool takes."""
         return -(-self.pool_size(task) // self.batch_sizes[task])
+
+    def steps_per_epoch(self) -> int:
+        """Steps in one epoch as the sampler counts them; the trainer turns max_epochs (and the
+        other settings counted in epochs) into steps with it.
+
+        Default: one pass over the task with the most batches, one batch of every task per
+        step (round robin's epoch, as a loop over the largest task's loader counts it).
+        """
+        return max(self.batches_per_epoch(t) for t in self.tasks)
 
     def expected_examples_per_step(self) -> float:
         """Training examples one step takes on average; the trainer turns max_examples into steps with it.
@@ -131,6 +149,8 @@ class BatchStream:
         self.pool = pool
         self.batch_size = batch_size
         self.rng = rng
+        self._n_examples = n
+        self._all_lengths = lengths
         # Lengths per pool entry, so the epoch logic below works on positions 0..n-1.
         self.lengths = None if lengths is None else (lengths if pool is None else np.asarray(lengths)[pool])
         self.chunk = chunk_batches * batch_size
@@ -163,6 +183,16 @@ class BatchStream:
         """Drop what is left of the current epoch: the next batch opens a fresh one."""
         self._batches = []
 
+    def set_pool(self, pool: np.ndarray) -> None:
+        """Draw from ``pool`` (indices of the task's examples) from the next batch on: a fresh epoch."""
+        pool = np.asarray(pool, dtype=np.int64)
+        if pool.ndim != 1 or not len(pool) or pool.min() < 0 or pool.max() >= self._n_examples:
+            raise ValueError(f"a pool holds indices of the {self._n_examples} examples, got {pool!r}")
+        self.pool = pool
+        self.n = len(pool)
+        self.lengths = None if self._all_lengths is None else np.asarray(self._all_lengths)[pool]
+        self.restart()
+
     def batches_per_epoch(self) -> int:
         return -(-self.n // self.batch_size)
 
@@ -172,7 +202,12 @@ class TaskBatches:
 
     One :class:`BatchStream` per task, built over the sampler's :meth:`~Sampler.index_pool`;
     when the sampler starts a new epoch and asks for it (``restart_streams``), every
-    stream starts a fresh epoch too.
+    stream starts a fresh epoch too, and a sampler that redraws its pools each epoch
+    (``redraw_pools``) has every stream move to its new pool.
+
+    :meth:`next_batches` is the trainer's feed: one ``(task, indices)`` entry per batch, so
+    a task may come several times in a step (``repeats_tasks``). :meth:`next` is the same
+    step as ``{task: indices}``, for samplers that name a task at most once per step.
     """
 
     def __init__(self, sampler: Sampler, streams: dict[str, BatchStream]):
@@ -181,17 +216,32 @@ class TaskBatches:
         self._schedule = sampler.schedule()
         self._epoch = sampler.epoch
 
-    def next(self) -> dict[str, np.ndarray] | None:
-        """The next step's batches in the order the sampler named the tasks; None when it ran out."""
+    def next_batches(self) -> list[tuple[str, np.ndarray]] | None:
+        """The next step's batches, one entry per task the sampler named, in its order; None when it ran out."""
         tasks = next(self._schedule, None)
         if tasks is None:
             return None
         if self.sampler.epoch != self._epoch:
             self._epoch = self.sampler.epoch
-            if self.sampler.restart_streams:
+            if self.sampler.redraw_pools:
+                for t, stream in self.streams.items():
+                    stream.set_pool(self.sampler.index_pool(t))
+            elif self.sampler.restart_streams:
                 for stream in self.streams.values():
                     stream.restart()
-        return {t: self.streams[t].next() for t in tasks}
+        return [(t, self.streams[t].next()) for t in tasks]
+
+    def next(self) -> dict[str, np.ndarray] | None:
+        """The next step's batches as ``{task: indices}`` in the sampler's order; None when it ran out."""
+        drawn = self.next_batches()
+        if drawn is None:
+            return None
+        out = dict(drawn)
+        if len(out) != len(drawn):
+            raise ValueError(
+                f"sampler '{self.sampler.name}' named a task twice in one step: read it with next_batches()"
+            )
+        return out
 
 
 def build_streams(

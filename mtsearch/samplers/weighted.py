@@ -9,6 +9,7 @@ cumulative distribution, so a seed fixes the schedule.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Iterator
 
@@ -52,6 +53,11 @@ class _Weighted(Sampler):
     def expected_examples_per_step(self) -> float:
         b = np.array([self.batch_sizes[t] for t in self.tasks], dtype=np.float64)
         return float(self.probabilities(0) @ b)
+
+    def steps_per_epoch(self) -> int:
+        # No epochs of its own: as many steps as it takes, on average, to draw as many
+        # examples as one pass over every task holds.
+        return max(1, math.ceil(float(self.sizes_array().sum()) / self.expected_examples_per_step()))
 
 
 @SAMPLERS.register("proportional")

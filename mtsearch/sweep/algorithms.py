@@ -1,36 +1,24 @@
 """Search algorithms and pruners: the one list that space validation and both backends read.
 
-An algorithm proposes configurations; a pruner stops a weak one early. Each entry says
-what a space may combine it with, and builds its Optuna sampler or pruner and its Ray
-Tune searcher or scheduler. Optuna and Ray are imported only when one is built, so a
-space can be checked without either.
+An algorithm proposes configurations; a pruner stops a weak run early. Each entry says
+what a space may combine it with and builds its Optuna sampler or pruner; both backends
+use them through the sweep's Optuna study (Ray Tune only places the runs, see
+:mod:`mtsearch.backends.ray_tune`). Optuna is imported only when one is built, so a space
+can be checked without it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from mtsearch.sweep.space import Space
+from typing import Any, ClassVar
 
 #: The search itself is reproducible; the runs' seeds come from the space.
 SEARCH_SEED = 0
 
 
-@dataclass
-class RaySearch:
-    """What Ray Tune needs from an algorithm: a searcher (None: a grid), extra param_space, samples."""
-
-    search_alg: Any
-    param_space: dict[str, Any] = field(default_factory=dict)
-    num_samples: int = 1
-
-
 class Algorithm(ABC):
     name: ClassVar[str]
-    #: every point of the space's grid is run (enqueued up front); needs no trial budget
+    #: every point of the space's grid is run, in order (the sampler is never asked); needs no trial budget
     grid: ClassVar[bool] = False
     #: optimises one objective only
     single_objective: ClassVar[bool] = False
@@ -39,33 +27,15 @@ class Algorithm(ABC):
     def optuna_sampler(self, seed: int = SEARCH_SEED) -> Any:
         """The Optuna sampler that proposes this algorithm's configurations."""
 
-    def ray_search(self, space: Space, metric: Any, mode: Any, num_samples: int) -> RaySearch:
-        """Ray Tune runs the same Optuna sampler through OptunaSearch, define-by-run over the space."""
-        from ray.tune.search.optuna import OptunaSearch
-
-        searcher = OptunaSearch(space=space.sample, metric=metric, mode=mode, sampler=self.optuna_sampler())
-        return RaySearch(searcher, {}, num_samples)
-
 
 class Pruner(ABC):
     name: ClassVar[str]
-    #: stops trials early (needs a single objective: Optuna cannot prune multi-objective studies)
+    #: stops runs early (needs a single objective: Optuna cannot prune multi-objective studies)
     prunes: ClassVar[bool] = True
 
     @abstractmethod
     def optuna_pruner(self) -> Any:
         """The Optuna pruner."""
-
-    def ray_scheduler(self, space: Space) -> Any:
-        """Ray's ASHA plays the role of every Optuna pruner; rungs count reported evaluations."""
-        from ray.tune.schedulers import ASHAScheduler
-
-        # Rungs count reports: every evaluation of every seed, plus the final one.
-        base = space.config({}, 0)
-        max_t = space.seeds * -(-(base.max_steps or 100) // base.eval_every) + 1
-        return ASHAScheduler(
-            time_attr="training_iteration", max_t=max(2, max_t), grace_period=1, reduction_factor=2
-        )
 
 
 #: In the order error messages list them.
@@ -93,13 +63,8 @@ class Grid(Algorithm):
     def optuna_sampler(self, seed: int = SEARCH_SEED) -> Any:
         import optuna
 
-        # Every point is enqueued up front; the sampler is never asked.
+        # Each point becomes a trial with its parameters; the sampler is never asked.
         return optuna.samplers.RandomSampler(seed=seed)
-
-    def ray_search(self, space: Space, metric: Any, mode: Any, num_samples: int) -> RaySearch:
-        from ray import tune
-
-        return RaySearch(None, {"params": tune.grid_search(space.grid())}, 1)
 
 
 @_algorithm
@@ -163,9 +128,6 @@ class NoPruning(Pruner):
         import optuna
 
         return optuna.pruners.NopPruner()
-
-    def ray_scheduler(self, space: Space) -> Any:
-        return None
 
 
 @_pruner

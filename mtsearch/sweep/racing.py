@@ -59,6 +59,18 @@ class RaceSpec:
             raise ValueError(f"racing needs 1 <= min <= max seeds (got min {self.min}, max {self.max})")
 
     @classmethod
+    def of(cls, spec: Any) -> RaceSpec:
+        """A RaceSpec from what a caller holds: a RaceSpec, the sweep's ``Space`` (``seeds`` is the
+        minimum, ``max_seeds`` the maximum; the runner passes it) or a space description (dict)."""
+        if isinstance(spec, RaceSpec):
+            return spec
+        if isinstance(spec, dict):
+            return cls.from_space(spec)
+        lo = int(spec.seeds)
+        hi = max(lo, int(getattr(spec, "max_seeds", 0) or lo))
+        return cls(lo, hi, float(getattr(spec, "delta", None) or stats.DELTA))
+
+    @classmethod
     def from_space(cls, space: dict[str, Any], budget: int | None = None) -> RaceSpec:
         """From a space's description (sweep.json ``space``): ``seeds`` a number or ``{min, max}``, ``delta``."""
         seeds = space.get("seeds", 1)
@@ -85,9 +97,14 @@ class RaceDecision:
     best_set: list[str] = field(default_factory=list)
 
 
-def decide(runs, spec: RaceSpec) -> RaceDecision:
-    """The racing decision for a runs table (columns config_hash, seed_index, status, score[, pruned_config])."""
+def decide(runs, spec) -> RaceDecision:
+    """The racing decision for a runs table (columns config_hash, seed_index, status, score[, pruned_config]).
+
+    ``spec``: a :class:`RaceSpec`, or the sweep's ``Space`` as the runner passes it (see :meth:`RaceSpec.of`).
+    """
     import pandas as pd
+
+    spec = RaceSpec.of(spec)
 
     t = pd.DataFrame(runs).copy()
     if t.empty:  # the configurations are the space's: the sweep starts each at seed index 0

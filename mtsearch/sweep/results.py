@@ -1,14 +1,14 @@
 """Sweep results: a verdict per level that holds up, from the run directories a sweep wrote.
 
-Results are read from the run directories (``result.json`` and the run's record of its
-configuration), so they are the same whichever backend ran the sweep and survive a crash of
-the sweep itself. They become the runs table both sides agree on (one row per run
-directory: ``config_hash, seed_index, seed, status, error, score``, every task score,
-``params``, one column per dimension, ``pruned_config``, ``run_dir``, ``seconds``).
+Results are read from the run directories a sweep wrote (the runs table of
+:func:`mtsearch.sweep.runner.load_runs`: one row per run directory, ``config_hash,
+seed_index, seed, status, error, score``, every task score, ``params``, one column per
+dimension, ``pruned_config``, ``run_dir``, ``seconds``), so they are the same whichever
+backend ran the sweep and survive a crash of the sweep itself.
 
-A run's score is the honest one its trainer recorded: the checkpoint chosen on one half of
-the evaluation subset, scored on the other half (or on the full dev sets, where
-``final_eval`` ran).
+A run's score is the runner's (:func:`mtsearch.sweep.runner.run_scores`): its best
+checkpoint's, on the full dev sets where ``final_eval`` ran, else its best periodic
+evaluation (optimistic: the honest split score of issue 10 is not in the trainer yet).
 
 Per dimension and metric, :func:`mtsearch.sweep.stats.analyse` fits the model of the sweep
 (configuration + seed block; main effects and two-way interactions over a full grid;
@@ -82,66 +82,19 @@ def find_sweep(name: str) -> Path:
     raise MtsearchError(f"no sweep '{name}' under {sweeps_dir()}; sweeps: {', '.join(known) or 'none yet'}")
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # missing or half-written: counted as incomplete
-
-
 def load_runs(sweep_dir: Path, meta: dict[str, Any] | None = None):
-    """The runs table of a sweep and the number of run directories without a result yet.
+    """The runs with a final status (the runner's runs table) and how many are not done yet.
 
-    Built from today's layout (``trials/<tNNNN-sK>/`` with trial.json and result.json) until
-    the runner's own loader replaces it; the columns are the design's.
+    A run still training (or interrupted, to be trained again by the next session) is left
+    out until it has a result; ``meta`` is accepted for callers that read it already.
     """
-    import pandas as pd
+    from mtsearch.sweep.runner import load_runs as runs_table
 
-    meta = meta if meta is not None else read_sweep_meta(sweep_dir)
-    space = meta.get("space") or {}
-    dims = [d["name"] for d in space.get("dimensions", [])]
-    objectives = space.get("objectives") or ["overall"]
-    ranked_by = objectives[0] if len(objectives) == 1 else "overall"
-    rows, incomplete = [], 0
-    trials = sweep_dir / "trials"
-    for rd in sorted(trials.iterdir()) if trials.exists() else []:
-        info = _read_json(rd / "trial.json")
-        res = _read_json(rd / "result.json")
-        if info is None or res is None:
-            incomplete += 1
-            continue
-        status = res.get("status")
-        scores = res.get("final") or (res.get("best") or {}).get("scores") or {}
-        params = info.get("params") or {}
-        seed_index = info.get("seed_index", info.get("seed"))
-        row = {
-            "config_hash": info.get("config_hash") or info.get("params_key"),  # (older runs: no hash)
-            "seed_index": None if seed_index is None else int(seed_index),
-            "seed": info.get("seed"),
-            "status": status,
-            "error": res.get("error"),
-            "params": params,
-            **{d: params.get(d) for d in dims},
-            "run_dir": str(rd),
-            "seconds": res.get("seconds"),
-            # kept for the dashboard's views
-            "run": rd.name,
-            "trial": info.get("trial"),
-            "params_key": info.get("params_key"),
-            "best_step": (res.get("best") or {}).get("step"),
-            "mlflow_run_id": res.get("mlflow_run_id"),
-        }
-        if status in USABLE and scores:
-            row.update(scores)
-            row["overall"] = res.get("overall")
-        rows.append(row)
-    runs = pd.DataFrame(rows)
-    if runs.empty:
-        return runs, incomplete
-    runs["score"] = runs[ranked_by] if ranked_by in runs else np.nan
-    pruned = set(runs.loc[runs["status"] == "pruned", "config_hash"])
-    runs["pruned_config"] = runs["config_hash"].isin(pruned)
-    return runs, incomplete
+    table = runs_table(sweep_dir)
+    if table.empty:
+        return table, 0
+    live = table["status"].isin(("running", "interrupted"))
+    return table[~live].reset_index(drop=True), int(live.sum())
 
 
 def level_label(value: Any) -> str:

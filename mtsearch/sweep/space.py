@@ -53,13 +53,25 @@ class Space:
     base: dict[str, Any]  # plain config values (preset + overrides), already validated
     dimensions: tuple[Dimension, ...]
     objectives: tuple[str, ...]  # "overall" or task names
-    seeds: int
+    seeds: int  # seed indices every configuration gets (racing: the minimum)
     algorithm: str
     pruner: str
     trials: int | None
     minutes: float | None
     max_failures: int
     profile: str
+    max_seeds: int = 0  # racing: the most seed indices a configuration may get; 0: as many as seeds
+    base_seed: int = 0
+    vary_data: bool = True
+
+    def __post_init__(self):
+        if self.max_seeds < self.seeds:
+            object.__setattr__(self, "max_seeds", self.seeds)
+
+    @property
+    def racing(self) -> bool:
+        """Seeds are added to undecided configurations between rounds (``seeds: {min, max}``)."""
+        return self.max_seeds > self.seeds
 
     @property
     def multi_objective(self) -> bool:
@@ -70,9 +82,16 @@ class Space:
         """The algorithm runs every point of :meth:`grid` (no trial budget)."""
         return ALGORITHMS[self.algorithm].grid
 
+    def seed_for(self, seed_index: int) -> int:
+        """The training seed of a seed index."""
+        from mtsearch.sweep.keys import derive_seed
+
+        return derive_seed(self.base_seed, seed_index)
+
     @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds))
+    def data_seed(self) -> int | None:
+        """The data-subset seed of every run: None (each run's own seed) unless vary_data is false."""
+        return None if self.vary_data else self.seed_for(0)
 
     def dim(self, name: str) -> Dimension:
         return next(d for d in self.dimensions if d.name == name)
@@ -98,18 +117,55 @@ class Space:
             points = nxt
         return points
 
+    def finite_grid(self, limit: int = 100_000) -> list[dict[str, Any]] | None:
+        """Every distinct configuration when the space has finitely many (at most ``limit``), else None.
+
+        A sampler over such a space (random, TPE) must stop once all of them are done,
+        whatever its trial budget says; int ranges without a step count every integer.
+        """
+        points: list[dict[str, Any]] = [{}]
+        for d in self.dimensions:
+            if d.choices is not None:
+                values: tuple[Any, ...] = d.choices
+            elif d.kind == "int":
+                values = tuple(range(int(d.low), int(d.high) + 1, int(d.step or 1)))  # type: ignore[arg-type]
+            else:
+                return None
+            nxt = []
+            for p in points:
+                nxt.extend([{**p, d.name: v} for v in values] if d.active(p) else [p])
+                if len(nxt) > limit:
+                    return None
+            points = nxt
+        return points
+
     def config_values(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         return apply_overrides(self.base, {**params, "seed": seed})
 
     def config(self, params: dict[str, Any], seed: int, **extra: Any) -> RunConfig:
         return make_config({**self.config_values(params, seed), **extra})
 
+    def run_config(self, params: dict[str, Any], seed_index: int, **extra: Any) -> RunConfig:
+        """The run of seed index ``seed_index`` of configuration ``params``: its derived seeds set."""
+        values = self.config_values(params, self.seed_for(seed_index))
+        if self.data_seed is not None:
+            values["data_seed"] = self.data_seed
+        return make_config({**values, **extra})
+
+    def config_hash(self, params: dict[str, Any]) -> str:
+        """The configuration's identity in the sweep (the same for every seed index)."""
+        return self.run_config(params, 0).config_hash()
+
     def fingerprint(self) -> str:
-        blob = json.dumps(
-            {"base": self.base, "dims": [d.record() for d in self.dimensions], "objectives": self.objectives},
-            sort_keys=True,
-            default=str,
-        )
+        record: dict[str, Any] = {
+            "base": self.base, "dims": [d.record() for d in self.dimensions], "objectives": self.objectives
+        }  # fmt: skip
+        # Only when not the default, so sweeps from before these settings keep their fingerprint.
+        if self.base_seed:
+            record["base_seed"] = self.base_seed
+        if not self.vary_data:
+            record["vary_data"] = False
+        blob = json.dumps(record, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
     def describe(self) -> dict[str, Any]:
@@ -126,6 +182,9 @@ class Space:
             ],
             "objectives": list(self.objectives),
             "seeds": self.seeds,
+            "max_seeds": self.max_seeds,
+            "base_seed": self.base_seed,
+            "vary_data": self.vary_data,
             "algorithm": self.algorithm,
             "pruner": self.pruner,
             "trials": self.trials,
@@ -174,11 +233,12 @@ def load_space(name_or_path: str, profile: str = "cpu", extra_set: dict[str, Any
     with src.blame(("base",), "the base config is invalid: "):
         tasks = make_config(values).tasks
     objectives = _objectives(src, tasks)
+    seeds = prof.seeds if prof.seeds is not None else spec.seeds
     space = Space(
         name=spec.name or src.path.stem, path=src.path, description=spec.description or "", base=values,
         dimensions=_dimensions(src, values), objectives=objectives,
-        seeds=prof.seeds if "seeds" in prof.model_fields_set else spec.seeds, algorithm=spec.algorithm,
-        pruner=spec.pruner, trials=budget.get("trials"), minutes=budget.get("minutes"),
+        seeds=seeds.min, max_seeds=seeds.max, base_seed=spec.base_seed, vary_data=spec.vary_data,
+        algorithm=spec.algorithm, pruner=spec.pruner, trials=budget.get("trials"), minutes=budget.get("minutes"),
         max_failures=spec.max_failures, profile=profile,
     )  # fmt: skip
     _check_search(src, space)
@@ -243,7 +303,7 @@ def _check_search(src: Source, space: Space) -> None:
         points = space.grid()
     for p in points:  # every grid point must be a valid run config
         with src.blame(("dimensions",), f"the configuration {p} is invalid: "):
-            space.config(p, 0)
+            space.run_config(p, 0)
 
 
 # ------------------------------------------------------------------------ dimensions
@@ -302,8 +362,9 @@ def _conditions(src: Source, where: tuple[str, ...], spec: DimensionSpec, above:
 
 
 def _known(src: Source, where: tuple[str, ...], catalog: _Catalog, name: str) -> None:
-    if name in ("seed", "name"):
-        src.fail(where, f"'{name}' cannot be searched: seeds come from the space's 'seeds'")
+    if name in ("seed", "data_seed", "name"):
+        src.fail(where, f"'{name}' cannot be searched: seeds come from the space's 'seeds', 'base_seed' and "
+                 "'vary_data'")  # fmt: skip
     if name not in catalog.fields and name not in catalog.knobs:
         src.fail(where, f"unknown dimension '{name}'{suggest(name, catalog.names())}; "
                  "valid names: config keys (`mtsearch dims`) or <strategy>_args.<knob>")  # fmt: skip
@@ -390,7 +451,11 @@ def grid_size(space: Space) -> int:
 
 
 def expected_runs(space: Space) -> int | None:
+    """Runs of a sweep without racing (racing: at least this many)."""
     n = grid_size(space) if space.exhaustive else space.trials
+    finite = space.finite_grid()
+    if n is not None and finite is not None:
+        n = min(n, len(finite))
     return None if n is None else n * space.seeds
 
 

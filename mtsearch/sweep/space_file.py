@@ -9,6 +9,7 @@ dimensions is checked in :mod:`mtsearch.sweep.space`, through the same :class:`S
 from __future__ import annotations
 
 import contextlib
+import math
 import types
 import typing
 from collections.abc import Iterator
@@ -45,9 +46,49 @@ def _as_mapping(cls: type[_Section], data: Any) -> Any:
 
 
 def _whole(value: Any, message: str) -> Any:
-    if isinstance(value, int) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     raise ValueError(f"{message} (got {value!r})")
+
+
+def _finite(value: Any, what: str) -> None:
+    # YAML reads .nan and .inf as floats: a NaN choice would pass every check and then
+    # make every run (and every rerun) fail; an infinite bound makes an empty search.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number (got {value!r})")
+
+
+SEEDS_SHAPE = (
+    "seeds is a whole number >= 1, or a range {min: N, max: M} (racing: seeds are added while undecided)"
+)
+
+
+class SeedRange(BaseModel):
+    """Seeds per configuration: ``min`` each; racing adds seeds to undecided ones up to ``max``.
+
+    ``seeds: 3`` is the range {min: 3, max: 3} (fixed); ``seeds: {min: 2, max: 10}`` races.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: int
+    max: int
+
+
+def _seed_spec(value: Any) -> Any:
+    """A whole number (fixed seeds) or a {min, max} range, as a SeedRange."""
+    if isinstance(value, SeedRange):
+        return value
+    if isinstance(value, dict):
+        if set(value) != {"min", "max"}:
+            raise ValueError(f"{SEEDS_SHAPE} (got {value!r})")
+        low = _whole(value["min"], "seeds.min must be a whole number >= 1")
+        high = _whole(value["max"], "seeds.max must be a whole number >= 1")
+        if high < low:
+            raise ValueError(f"seeds.max ({high}) is below seeds.min ({low})")
+        return SeedRange(min=low, max=high)
+    n = _whole(value, SEEDS_SHAPE)
+    return SeedRange(min=n, max=n)
 
 
 class BaseSection(_Section):
@@ -90,12 +131,12 @@ class Profile(_Section):
 
     set: dict[str, Any] | None = None
     budget: Budget = Budget()
-    seeds: int | None = None
+    seeds: SeedRange | None = None
 
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        return _whole(value, "seeds must be a whole number >= 1")
+        return _seed_spec(value)
 
 
 class DimensionSpec(_Section):
@@ -124,11 +165,11 @@ class DimensionSpec(_Section):
     @field_validator("choices", "values", mode="before")
     @classmethod
     def _choices(cls, value: Any, info) -> Any:
-        if (
-            value is None
-            or (isinstance(value, list) and value)
-            or (info.field_name == "choices" and value == "all")
-        ):
+        if value is None or (info.field_name == "choices" and value == "all"):
+            return value
+        if isinstance(value, list) and value:
+            for v in value:
+                _finite(v, f"every {info.field_name[:-1] if info.field_name == 'values' else 'choice'}")
             return value
         raise ValueError("choices must be a non-empty list (or all: every strategy of a registry)")
 
@@ -137,6 +178,7 @@ class DimensionSpec(_Section):
     def _number(cls, value: Any, info) -> Any:
         # YAML reads 1e-5 (no dot) as a string: refuse it rather than guess.
         if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            _finite(value, info.field_name)
             return value
         raise ValueError(f"{info.field_name} must be a number (got {value!r})")
 
@@ -167,7 +209,9 @@ class SpaceFile(_Section):
     base: BaseSection = BaseSection()
     dimensions: dict[str, DimensionSpec] = Field(None, validate_default=True)  # type: ignore[arg-type]
     objective: tuple[str, ...] = ("overall",)
-    seeds: int = 1
+    seeds: SeedRange = SeedRange(min=1, max=1)
+    base_seed: int = 0  # seed index k trains with derive_seed(base_seed, k)
+    vary_data: bool = True  # false: every seed trains on the same data subset (that of seed index 0)
     algorithm: str = "tpe"
     pruner: str = "none"
     budget: Budget = Budget()
@@ -196,7 +240,21 @@ class SpaceFile(_Section):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        return _whole(value, "seeds must be a whole number >= 1")
+        return _seed_spec(value)
+
+    @field_validator("base_seed", mode="before")
+    @classmethod
+    def _base_seed(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32:
+            return value
+        raise ValueError(f"base_seed must be a whole number from 0 to 2**32 - 1 (got {value!r})")
+
+    @field_validator("vary_data", mode="before")
+    @classmethod
+    def _vary_data(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"vary_data is true or false (got {value!r})")
 
     @field_validator("algorithm", "pruner", mode="before")
     @classmethod
@@ -246,7 +304,12 @@ class Source:
 
     def __init__(self, path: Path):
         self.path = path
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})"
+            ) from None
         self.lines = Lines(text)
         try:
             raw = yaml.safe_load(text) or {}

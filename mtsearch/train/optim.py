@@ -18,6 +18,18 @@ embeddings at 0.53 lr). Every group follows the same schedule factor:
   is optimizer step ``int(m * S)``; fractions keep a schedule meaningful whatever the
   budget, max_steps or max_examples, and whatever ``grad_accum``).
 
+Epochs. Settings the reports count in epochs (``heads_only_epochs_*``, multistep
+milestones with ``schedule_milestones_unit: epoch``; the trainer's ``max_epochs`` and
+``eval_every_epochs``) become steps through the sampler's epoch length, once it is known
+(:class:`StepPlan`): e epochs are ``round(e * steps_per_epoch)`` steps, and a milestone of
+e epochs drops the rate once those steps' optimizer steps are done.
+
+One optimizer per task. An update rule may ask for its own AdamW per task
+(:meth:`~mtsearch.updates.base.UpdateRule.task_optimizers`, update 'separate' with
+``optimizers: per_task``): :func:`optim_handle` then builds each task an AdamW over the
+whole model, with that task's learning rate (reaching the heads too) and weight decay, its
+own state and its own schedule, and hands the rule a :class:`PerTaskOptim`.
+
 Gradient accumulation. The budget (``max_steps``, the evaluation period, the heads-only
 phases) counts steps, i.e. rounds: one batch of each scheduled task. With
 ``grad_accum`` k the update rule runs every round as usual, but only every k-th round
@@ -42,6 +54,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -75,12 +88,79 @@ def step_rounds(total_rounds: int, grad_accum: int, before: int = 0, after: int 
     return out
 
 
-def optimizer_steps(config: RunConfig, total_rounds: int) -> int:
+def epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
+    """``epochs`` of ``steps_per_epoch`` steps, rounded to the nearest step (halves up)."""
+    return int(math.floor(epochs * steps_per_epoch + 0.5))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """A run's counts in steps (rounds): its length and the heads-only phases.
+
+    The config may count phases (and schedule milestones, evaluations, the budget) in
+    epochs of the sampler; :meth:`of` turns them into steps once the sampler's epoch
+    length (``steps_per_epoch``) is known. A plain step count (``build_optimizer(model,
+    config, 10)``) is a plan without epochs.
+    """
+
+    total: int
+    steps_per_epoch: int | None = None
+    before: int = 0
+    after: int = 0
+
+    @classmethod
+    def of(cls, config: RunConfig, total: int, steps_per_epoch: int | None = None) -> StepPlan:
+        def phase(when: str) -> int:
+            steps = getattr(config, f"heads_only_steps_{when}")
+            epochs = getattr(config, f"heads_only_epochs_{when}")
+            if not epochs:
+                return steps
+            return epochs_to_steps(epochs, _epoch_length(steps_per_epoch, f"heads_only_epochs_{when}"))
+
+        return cls(total, steps_per_epoch, phase("before"), phase("after"))
+
+
+def _epoch_length(steps_per_epoch: int | None, what: str) -> int:
+    if steps_per_epoch is None:
+        raise ConfigError(f"{what} counts epochs, and this run's epoch length is not known here")
+    return steps_per_epoch
+
+
+def as_plan(config: RunConfig, total: int | StepPlan) -> StepPlan:
+    return total if isinstance(total, StepPlan) else StepPlan.of(config, total)
+
+
+def optimizer_steps(config: RunConfig, total_rounds: int | StepPlan) -> int:
     """Optimizer steps in a run of ``total_rounds`` rounds (the schedule's length)."""
+    plan = as_plan(config, total_rounds)
     if config.grad_accum == 1:
-        return total_rounds
-    before, after = config.heads_only_steps_before, config.heads_only_steps_after
-    return len(step_rounds(total_rounds, config.grad_accum, before, after))
+        return plan.total
+    return len(step_rounds(plan.total, config.grad_accum, plan.before, plan.after))
+
+
+def milestone_steps(config: RunConfig, plan: StepPlan) -> list[int] | None:
+    """Multistep milestones counted in epochs, as the optimizer steps at which the rate drops.
+
+    None when milestones are fractions of the run (:func:`schedule_factor` places them). A
+    milestone of e epochs drops the rate once the rounds of e epochs are done: at the
+    number of optimizer steps those rounds take. A milestone inside the warm-up is refused.
+    """
+    if config.schedule != "multistep" or config.schedule_milestones_unit != "epoch":
+        return None
+    per_epoch = _epoch_length(plan.steps_per_epoch, "schedule_milestones (unit epoch)")
+    rounds = [epochs_to_steps(e, per_epoch) for e in config.schedule_milestones]
+    if config.grad_accum == 1:
+        steps = rounds
+    else:
+        ends = step_rounds(plan.total, config.grad_accum, plan.before, plan.after)
+        steps = [sum(r < m for r in ends) for m in rounds]
+    warmup = int(config.warmup_ratio * optimizer_steps(config, plan))
+    if steps and steps[0] < warmup:
+        raise ConfigError(
+            f"schedule_milestones: epoch {config.schedule_milestones[0]} (optimizer step {steps[0]}) falls "
+            f"inside the warm-up ({warmup} steps, warmup_ratio {config.warmup_ratio}); put milestones after it"
+        )
+    return steps
 
 
 def lr_factor(
@@ -113,13 +193,17 @@ def schedule_factor(
     warmup_ratio: float,
     milestones: Sequence[float] = (),
     gamma: float | None = None,
+    milestone_steps: Sequence[int] | None = None,
 ) -> Callable[[int], float]:
     """``step -> factor`` of ``schedule`` over ``total_steps`` OPTIMIZER steps.
 
-    ``milestones`` are fractions of the run (multistep); ``gamma`` None is the default.
+    ``milestones`` are fractions of the run (multistep), or ``milestone_steps`` the
+    optimizer steps themselves; ``gamma`` None is the default.
     """
     warmup = int(warmup_ratio * total_steps)
-    steps = [int(m * total_steps) for m in milestones]
+    steps = (
+        list(milestone_steps) if milestone_steps is not None else [int(m * total_steps) for m in milestones]
+    )
     gamma = gamma if gamma is not None else DEFAULT_GAMMA
 
     def factor(step: int) -> float:
@@ -130,10 +214,18 @@ def schedule_factor(
     return factor
 
 
-def schedule_of(config: RunConfig, total_steps: int) -> Callable[[int], float]:
-    """``step -> factor`` for a run of ``total_steps`` OPTIMIZER steps, as the config says."""
+def schedule_of(config: RunConfig, total_steps: int, milestone_steps: Sequence[int] | None = None):
+    """``step -> factor`` for a run of ``total_steps`` OPTIMIZER steps, as the config says.
+
+    ``milestone_steps``: multistep milestones already in optimizer steps (:func:`milestone_steps`).
+    """
     return schedule_factor(
-        config.schedule, total_steps, config.warmup_ratio, config.schedule_milestones, config.schedule_gamma
+        config.schedule,
+        total_steps,
+        config.warmup_ratio,
+        config.schedule_milestones,
+        config.schedule_gamma,
+        milestone_steps,
     )
 
 
@@ -190,9 +282,12 @@ def adamw(groups: list[dict], factor: Callable[[int], float], *, fused: bool = T
 def build_optimizer(
     model,
     config: RunConfig,
-    total_steps: int,
+    total_steps: int | StepPlan,
     extra_params: list[torch.nn.Parameter] | None = None,
     extra_lr: float | None = None,
+    *,
+    lr: float | None = None,
+    weight_decay: float | None = None,
 ):
     """AdamW over the model (plus an update rule's own parameters) and its LR schedule.
 
@@ -207,37 +302,49 @@ def build_optimizer(
     full-rate one (top layers) before the decayed ones, so group 0 carries the encoder's
     learning rate. ``extra_params`` (e.g. the learned task uncertainties) get their own
     group at ``extra_lr`` (default: the heads' learning rate), without weight decay.
+
+    ``lr`` and ``weight_decay`` override the config's for this optimizer (one task's own,
+    update 'separate' with per-task optimizers): ``lr`` then applies to the whole model,
+    heads included (``head_lr`` and ``task_head_lr`` do not), ``weight_decay`` to every
+    group that decays.
     """
+    plan = as_plan(config, total_steps)
+    wd = config.weight_decay if weight_decay is None else weight_decay
+    enc_lr = config.lr if lr is None else lr
     # encoder: one pair of groups per learning-rate scale, largest first
     scales = layer_lr_scales(model.encoder, config.layer_lr_decay)
     encoder_named = list(model.encoder.named_parameters())
     groups: list[dict] = []
     for scale in sorted({scales.get(id(p), 1.0) for _, p in encoder_named}, reverse=True):
         named = [(n, p) for n, p in encoder_named if scales.get(id(p), 1.0) == scale]
-        groups += param_groups(named, config.lr * scale, config.weight_decay, "encoder", lr_scale=scale)
+        groups += param_groups(named, enc_lr * scale, wd, "encoder", lr_scale=scale)
 
     # everything outside the encoder: poolings, heads, shared pair layers; a task named in
     # task_head_lr gets its own groups for its pooling and head(s)
-    head_lr = config.head_lr or config.lr
+    head_lr = (config.head_lr or config.lr) if lr is None else lr
     rest = [(n, p) for n, p in model.named_parameters() if not n.startswith("encoder.")]
     per_task = {}
-    for task, lr in config.task_head_lr.items():
+    for task, task_lr in config.task_head_lr.items() if lr is None else ():
         if task in getattr(model, "tasks", ()):
             ids = {id(p) for p in model.task_parameters(task)}
-            per_task[task] = ([(n, p) for n, p in rest if id(p) in ids], lr)
+            per_task[task] = ([(n, p) for n, p in rest if id(p) in ids], task_lr)
     taken = {id(p) for named, _ in per_task.values() for _, p in named}
-    groups += param_groups(
-        [(n, p) for n, p in rest if id(p) not in taken], head_lr, config.weight_decay, "heads"
-    )
-    for task, (named, lr) in per_task.items():
-        groups += param_groups(named, lr, config.weight_decay, "heads", task=task)
+    groups += param_groups([(n, p) for n, p in rest if id(p) not in taken], head_lr, wd, "heads")
+    for task, (named, task_lr) in per_task.items():
+        groups += param_groups(named, task_lr, wd, "heads", task=task)
 
     if extra_params:
-        lr = extra_lr or head_lr
         groups.append(
-            {"params": list(extra_params), "lr": lr, "weight_decay": 0.0, "role": "extra", "decay": False}
+            {
+                "params": list(extra_params),
+                "lr": extra_lr or head_lr,
+                "weight_decay": 0.0,
+                "role": "extra",
+                "decay": False,
+            }
         )
-    return adamw(groups, schedule_of(config, optimizer_steps(config, total_steps)))
+    steps = optimizer_steps(config, plan)
+    return adamw(groups, schedule_of(config, steps, milestone_steps(config, plan)))
 
 
 # --------------------------------------------------------------- accumulation
@@ -294,15 +401,13 @@ class GradAccumulator:
         return True
 
 
-def make_accumulator(optimizer, config: RunConfig, total_rounds: int) -> GradAccumulator | None:
+def make_accumulator(optimizer, config: RunConfig, total_rounds: int | StepPlan) -> GradAccumulator | None:
     """The accumulator of the multitask loop's :class:`OptimHandle`; None when grad_accum is 1."""
     if config.grad_accum == 1:
         return None
+    plan = as_plan(config, total_rounds)
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    ends = step_rounds(
-        total_rounds, config.grad_accum, config.heads_only_steps_before, config.heads_only_steps_after
-    )
-    return GradAccumulator(params, ends)
+    return GradAccumulator(params, step_rounds(plan.total, config.grad_accum, plan.before, plan.after))
 
 
 # ----------------------------------------------------------------------- the step
@@ -404,10 +509,73 @@ class OptimHandle:
     def advance(self) -> None:
         self.scheduler.step()
 
+    def for_task(self, task: str) -> OptimHandle:
+        """One optimizer for every task: this handle."""
+        return self
+
     @property
     def lr(self) -> float:
         """The current learning rate of the first group (the encoder's, for the multitask model)."""
         return self.optimizer.param_groups[0]["lr"]
+
+
+class PerTaskOptim:
+    """One :class:`OptimHandle` per task, for a rule that asked for its own optimizer per task.
+
+    (update 'separate' with ``optimizers: per_task``, 002.) The rule steps a task's own
+    optimizer with ``for_task(task).apply()``; ``advance`` moves every task's schedule once
+    per trainer step. There is no whole-model step: :meth:`step` and :meth:`apply` refuse.
+    """
+
+    def __init__(self, handles: dict[str, OptimHandle]):
+        if not handles:
+            raise ValueError("per-task optimizers need at least one task")
+        self.handles = dict(handles)
+        first = next(iter(self.handles.values()))
+        self.all_params = first.all_params
+        self.shared_params = first.shared_params
+        self.head_params = first.head_params
+        self.accumulator = None
+
+    def for_task(self, task: str) -> OptimHandle:
+        return self.handles[task]
+
+    def step(self) -> None:
+        raise RuntimeError(
+            "one optimizer per task: step the task's own (for_task(task).apply()), then advance()"
+        )
+
+    def apply(self, *, lr: float | None = None, weight_decay: float | None = None) -> None:
+        raise RuntimeError("one optimizer per task: step the task's own (for_task(task).apply())")
+
+    def advance(self) -> None:
+        for handle in self.handles.values():
+            handle.advance()
+
+    def flush(self) -> None:
+        """Nothing is ever accumulated (update 'separate' refuses grad_accum)."""
+
+    @property
+    def lr(self) -> float:
+        """The current encoder learning rate of the first task's optimizer (what metrics log)."""
+        return next(iter(self.handles.values())).lr
+
+
+def optim_handle(model, config: RunConfig, plan: StepPlan, rule) -> OptimHandle | PerTaskOptim:
+    """The multitask loop's optimizer handle: one AdamW (with the rule's own parameters and
+    the accumulator of grad_accum), or one per task when the rule asks for it
+    (:meth:`~mtsearch.updates.base.UpdateRule.task_optimizers`)."""
+    extra, extra_lr = rule.extra_parameters(), rule.extra_lr()
+    per_task = rule.task_optimizers()
+    if per_task is None:
+        optimizer, scheduler = build_optimizer(model, config, plan, extra, extra_lr)
+        accumulator = make_accumulator(optimizer, config, plan)
+        return OptimHandle.for_model(model, optimizer, scheduler, config.max_grad_norm, accumulator)
+    handles = {}
+    for task, overrides in per_task.items():
+        optimizer, scheduler = build_optimizer(model, config, plan, extra, extra_lr, **overrides)
+        handles[task] = OptimHandle.for_model(model, optimizer, scheduler, config.max_grad_norm)
+    return PerTaskOptim(handles)
 
 
 # ----------------------------------------------------------------------- freezing
@@ -456,6 +624,9 @@ class Freezer:
         self.frozen_depth = 0
         self._heads_only = False
         self._saved: list[bool] | None = None
+        # The phases in steps; phases counted in epochs are set by the loop (set_phases)
+        # once the sampler's epoch length is known.
+        self.before, self.after = config.heads_only_steps_before, config.heads_only_steps_after
         parts = encoder_parts(encoder)
         k = config.freeze_layers
         if config.frozen_encoder:
@@ -467,16 +638,19 @@ class Freezer:
             self.frozen_depth = k
         else:
             modules = []
-        if config.heads_only_steps_before or config.heads_only_steps_after:
+        if config.has_phases():
             set_frozen(encoder, False)  # install the mode guard the phases switch
         for m in modules:
             m.requires_grad_(False)
             set_frozen(m, True)
 
+    def set_phases(self, plan: StepPlan) -> None:
+        """Take the heads-only phases' lengths in steps from the run's plan."""
+        self.before, self.after = plan.before, plan.after
+
     def enter_step(self, step: int, total_steps: int, training: bool = True) -> bool:
         """Set the phase of step ``step`` (0-based) of ``total_steps``; True when it changed."""
-        cfg = self.config
-        heads_only = step < cfg.heads_only_steps_before or step >= total_steps - cfg.heads_only_steps_after
+        heads_only = step < self.before or step >= total_steps - self.after
         if heads_only == self._heads_only:
             return False
         self.heads_only(heads_only, training)
@@ -485,7 +659,9 @@ class Freezer:
     def heads_only(self, on: bool, training: bool = True) -> None:
         """Freeze the whole encoder (on) or return to the run's own freezing (off).
 
-        ``training``: the model's mode, which the encoder follows again when unfrozen.
+        ``training``: the model's mode, which the encoder follows again when unfrozen (and,
+        with ``heads_only_encoder_dropout``, during the phase too: its weights get no
+        gradient, its dropout stays on, as 004 ran it).
         """
         params = list(self.encoder.parameters())
         if on and not self._heads_only:
@@ -496,4 +672,5 @@ class Freezer:
             for p, req in zip(params, self._saved, strict=True):
                 p.requires_grad_(req)
         self._heads_only = on
-        set_frozen(self.encoder, on or self.config.frozen_encoder, training)
+        pinned = on and not self.config.heads_only_encoder_dropout
+        set_frozen(self.encoder, pinned or self.config.frozen_encoder, training)

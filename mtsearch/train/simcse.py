@@ -3,9 +3,11 @@
 An optional stage that :func:`mtsearch.train.trainer.train` runs right after the model is
 built, before anything else reads the encoder's weights (freezing, the activation
 cache's key, the multitask optimizer). It updates the encoder only, with an AdamW of its
-own (peak ``simcse_lr``, linear warm-up over ``warmup_ratio`` of ``simcse_steps`` then
+own (peak ``simcse_lr``, linear warm-up over ``warmup_ratio`` of the stage's steps then
 linear decay to 0; ``weight_decay`` and ``max_grad_norm`` as in training), built and
 stepped by the same functions as the multitask loop's (:mod:`mtsearch.train.optim`).
+The stage is ``simcse_steps`` long, or ``simcse_epochs`` passes over its sentences (unsup)
+or positive pairs (sup) (:func:`stage_steps`).
 
 Objective (both modes): a batch of N (anchor, positive) sentence pairs is embedded into
 h_i, h+_i; the loss is the cross-entropy of picking h+_i among all h+_j of the batch,
@@ -16,7 +18,9 @@ with logits cos(h_i, h+_j) / ``simcse_temperature`` (in-batch negatives, paper E
   of the configured tasks' training data (SST sentences, both sides of QQP and STS pairs,
   CFIMDB reviews, extra_data rows), deduplicated.
 - ``sup``: positives are QQP duplicate pairs (para label 1) and STS pairs scored at least
-  ``simcse_sup_threshold``. The paper's supervised recipe also adds NLI contradictions as
+  ``simcse_sup_threshold`` (strictly above it with ``simcse_sup_strict``: 001 took STS
+  pairs "whose similarity score was greater than 4"; 346 training pairs sit at exactly
+  4.0, so the two readings differ; the default stays "at least", as before issue 11). The paper's supervised recipe also adds NLI contradictions as
   hard negatives (Eq. 5); no such data exists here, so the negatives are the other
   positives of the batch only (the paper's "w/o hard neg" row). A candidate that is the
   same sentence as the positive (QQP repeats questions) is masked out rather than
@@ -157,29 +161,29 @@ def sentence_pool(splits, tokenizer, max_length: int, cache_dir=None) -> Sentenc
     return SentencePool(pool, index)
 
 
-def positive_examples(split, threshold: float) -> np.ndarray:
+def positive_examples(split, threshold: float, strict: bool = False) -> np.ndarray:
     """Indices of ``split``'s examples that are supervised positives.
 
-    para: duplicate questions (label 1); sts: similarity >= ``threshold``; any other task
-    (or an unlabelled split) has none.
+    para: duplicate questions (label 1); sts: similarity >= ``threshold`` (> with
+    ``strict``); any other task (or an unlabelled split) has none.
     """
     labels = np.array([np.nan if e.label is None else e.label for e in split.examples], dtype=np.float64)
     if split.task == "para":
         keep = labels == 1.0
     elif split.task == "sts":
-        keep = labels >= threshold
+        keep = labels > threshold if strict else labels >= threshold
     else:
         keep = np.zeros(len(labels), dtype=bool)
     return np.flatnonzero(keep)
 
 
-def positive_pairs(splits, pool: SentencePool, threshold: float) -> np.ndarray:
+def positive_pairs(splits, pool: SentencePool, threshold: float, strict: bool = False) -> np.ndarray:
     """[P, 2] pool rows (anchor, positive) of every supervised positive, duplicates dropped, in data order."""
     pairs: list[np.ndarray] = []
     for split, rows in zip(splits, pool.index, strict=True):
         if "b" not in rows:
             continue
-        idx = positive_examples(split, threshold)
+        idx = positive_examples(split, threshold, strict)
         pairs.append(np.stack([rows["a"][idx], rows["b"][idx]], axis=1))
     if not pairs:
         return np.zeros((0, 2), dtype=np.int64)
@@ -273,10 +277,11 @@ def _examples(config: RunConfig, splits: list, tokenizer, device, precision, cac
     pool = sentence_pool(splits, tokenizer, config.simcse_max_length, cache_dir=cache_dir)
     pairs = None
     if config.simcse == "sup":
-        pairs = positive_pairs(splits, pool, config.simcse_sup_threshold)
+        pairs = positive_pairs(splits, pool, config.simcse_sup_threshold, config.simcse_sup_strict)
         if len(pairs) < 2:
             raise DataError(
-                f"simcse 'sup' found {len(pairs)} positive pair(s) (para label 1, sts >= "
+                f"simcse 'sup' found {len(pairs)} positive pair(s) (para label 1, sts "
+                f"{'>' if config.simcse_sup_strict else '>='} "
                 f"simcse_sup_threshold {config.simcse_sup_threshold}) in the training data; in-batch "
                 "negatives need at least 2: use more data (train_limit), a lower threshold or simcse 'unsup'"
             )
@@ -288,10 +293,22 @@ def _examples(config: RunConfig, splits: list, tokenizer, device, precision, cac
         config.simcse,
         len(pool),
         0 if pairs is None else len(pairs),
-        config.simcse_steps,
+        stage_steps(config, len(examples)),
         min(config.simcse_batch_size, len(examples)),
     )
     return examples
+
+
+def stage_steps(config: RunConfig, items: int) -> int:
+    """The stage's steps: simcse_steps, or simcse_epochs passes over its ``items`` (sentences or pairs).
+
+    A pass is floor(items / batch) steps (:func:`_batches` drops a pass's short tail), at
+    least one; epochs are rounded to the nearest step.
+    """
+    if config.simcse_epochs is None:
+        return config.simcse_steps
+    per_pass = max(1, items // min(config.simcse_batch_size, items))
+    return max(1, int(config.simcse_epochs * per_pass + 0.5))
 
 
 def run_simcse(
@@ -320,14 +337,15 @@ def run_simcse(
         if device.type == "cuda"
         else []
     )
+    steps = stage_steps(config, len(examples))
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(torch_seed)
-        rows = _pretrain(config, encoder, examples, batches, t0)
+        rows = _pretrain(config, encoder, examples, batches, t0, steps)
     pairs = 0 if examples.pairs is None else len(examples.pairs)
     rows[-1].update(sentences=len(examples.pool), pairs=pairs, final=True)
     return SimcseResult(
         mode=config.simcse,
-        steps=config.simcse_steps,
+        steps=steps,
         sentences=len(examples.pool),
         pairs=pairs,
         seconds=round(time.perf_counter() - t0, 3),
@@ -335,13 +353,14 @@ def run_simcse(
     )
 
 
-def _pretrain(config: RunConfig, encoder: nn.Module, examples: _Examples, batches, t0: float) -> list[dict]:
+def _pretrain(
+    config: RunConfig, encoder: nn.Module, examples: _Examples, batches, t0: float, steps: int
+) -> list[dict]:
     """The stage's steps, with the multitask loop's optimizer and step; its metrics rows.
 
     Runs inside the stage's own torch generator: the projection's init and the dropout
     masks come from it.
     """
-    steps = config.simcse_steps
     was_training = encoder.training
     embed = _Embed(encoder.config.hidden_size, config.simcse_pooling).to(examples.device)
     named = list(encoder.named_parameters()) + [(f"simcse.{n}", p) for n, p in embed.named_parameters()]

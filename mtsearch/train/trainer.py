@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,11 +38,11 @@ from mtsearch.tasks import overall_score
 from mtsearch.train import activation_cache, simcse
 from mtsearch.train.optim import (
     Freezer,
-    OptimHandle,
-    build_optimizer,
+    StepPlan,
     check_freeze_depth,
+    epochs_to_steps,
     finite_loss,
-    make_accumulator,
+    optim_handle,
 )
 from mtsearch.train.runtime import autocast, pick_device, progress_bar, rng_for, seed_everything
 
@@ -182,15 +183,23 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
             runtime.data_dir,
             strict=strict,
             limit=config.train_limit,
-            seed=config.seed,
+            seed=config.seed if config.data_seed is None else config.data_seed,
             fraction=config.train_fraction,
         )
         for t in config.tasks
     }
     dev_splits = {t: load_split(t, "dev", runtime.data_dir, strict=strict) for t in config.tasks}
-    for name, split in {**train_splits, **dev_splits}.items():
+    for split in [*train_splits.values(), *dev_splits.values()]:  # a list: a dict by task let dev hide train
         if not split.examples:
-            raise MtsearchError(f"{split.path}: no usable rows for task '{split.task}' ({name})")
+            skipped = (
+                f"; {len(split.defects)} malformed row(s) skipped, the first at line {split.defects[0].line}: "
+                f"{split.defects[0].reason}"
+                if split.defects
+                else ""
+            )
+            raise MtsearchError(
+                f"{split.path}: no usable rows for task '{split.task}' ({split.split}{skipped})"
+            )
     enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
     extra_splits = {t: load_extra(t, p, strict=strict) for t, p in runtime.extra_paths.items()}
     for t, extra in extra_splits.items():
@@ -227,9 +236,9 @@ def build_model(config: RunConfig, runtime: Runtime):
     """Stage 3: the encoder (a 'tiny' one's weights from the run's seed) with the tasks'
     poolings and heads, on the run's device; a MultitaskModel."""
     from mtsearch.models.encoder import load_encoder
-    from mtsearch.models.multitask import MultitaskModel
+    from mtsearch.models.multitask import MultitaskModel, needs_pooler
 
-    encoder = load_encoder(runtime.source, seed=config.seed)
+    encoder = load_encoder(runtime.source, seed=config.seed, pooler=needs_pooler(config))
     if config.freeze_layers and not config.frozen_encoder:
         check_freeze_depth(encoder, config)  # before SimCSE can spend minutes
     return MultitaskModel(encoder, config).to(runtime.device)
@@ -260,8 +269,13 @@ def pre_stages(config: RunConfig, runtime: Runtime, data: RunData, model) -> Pre
     freezer = Freezer(model.encoder, config)
     cache = None
     if config.activation_cache and freezer.frozen_depth:
-        pairs = [(data.train_splits[t], data.enc_train[t]) for t in config.tasks]
-        pairs += [(data.dev_splits[t], data.enc_dev[t]) for t in config.tasks]
+        # Cache the rows the run reads: its training subset, and the dev rows periodic
+        # evaluation scores (every dev row when a final evaluation on the full dev sets follows).
+        pairs = [(data.train_splits[t], data.enc_train[t], None) for t in config.tasks]
+        pairs += [
+            (data.dev_splits[t], data.enc_dev[t], None if config.final_eval else data.subsets[t])
+            for t in config.tasks
+        ]
         cache = activation_cache.prepare(
             config, model.encoder, freezer.frozen_depth, runtime.source, data.tokenizer, pairs, runtime.device
         )
@@ -460,19 +474,26 @@ class _Loop:
         # sampler depends on the budget: a first sampler answers the former, the one that
         # trains is built with the budget. Both start from the same fresh generator, so
         # the schedule does not depend on the first one.
-        self.total_steps = self._budget(self._sampler(None))
+        # Settings counted in epochs (max_epochs, eval_every_epochs, heads-only phases,
+        # multistep milestones) become steps with the sampler's epoch length (StepPlan).
+        first = self._sampler(None)
+        self.total_steps = self._budget(first)
+        self.plan = StepPlan.of(cfg, self.total_steps, first.steps_per_epoch())
+        self.freezer.set_phases(self.plan)
+        self.eval_every = (
+            max(1, epochs_to_steps(cfg.eval_every_epochs, first.steps_per_epoch()))
+            if cfg.eval_every_epochs
+            else cfg.eval_every
+        )
         self.feed = self._feed(self._sampler(self.total_steps))
         # The rule first: its own parameters (if any) join the optimizer in their own group.
         self.rule = UPDATES.create(
             cfg.update, cfg.args("update"), tasks=list(cfg.tasks), rng=rng_for(cfg.seed, "update")
         ).to(self.device)
-        optimizer, scheduler = build_optimizer(
-            self.model, cfg, self.total_steps, self.rule.extra_parameters(), self.rule.extra_lr()
-        )
-        # grad_accum: the handle steps the optimizer on the mean gradient every k rounds
-        accumulator = make_accumulator(optimizer, cfg, self.total_steps)
-        self.optim = OptimHandle.for_model(self.model, optimizer, scheduler, cfg.max_grad_norm, accumulator)
-        _check_phases(cfg, self.total_steps)
+        # One AdamW (grad_accum: stepped on the mean gradient every k rounds), or one per
+        # task when the rule asks for it.
+        self.optim = optim_handle(self.model, cfg, self.plan, self.rule)
+        _check_phases(cfg, self.plan)
         self.probe = self._probe_batches()
 
     # ------------------------------------------------------------------ building
@@ -491,16 +512,19 @@ class _Loop:
         )
 
     def _budget(self, sampler) -> int:
-        """The step budget: max_steps, or fewer when max_examples comes first.
+        """The step budget: max_steps, or fewer when max_examples or max_epochs comes first.
 
         max_examples becomes steps through the sampler's expected examples per step (exact
         for round robin with full batches; an average for samplers whose steps differ, so
-        the loop also stops as soon as max_examples examples were seen).
+        the loop also stops as soon as max_examples examples were seen); max_epochs
+        through the sampler's epoch length.
         """
         cfg = self.config
         steps = cfg.max_steps or math.inf
         if cfg.max_examples:
             steps = min(steps, math.ceil(cfg.max_examples / sampler.expected_examples_per_step()))
+        if cfg.max_epochs:
+            steps = min(steps, max(1, epochs_to_steps(cfg.max_epochs, sampler.steps_per_epoch())))
         return int(steps)
 
     def _feed(self, sampler):
@@ -547,7 +571,7 @@ class _Loop:
         t_mark = time.perf_counter()
         while done.step < self.total_steps:
             self.freezer.enter_step(done.step, self.total_steps, self.model.training)  # heads-only phases
-            drawn = self.feed.next()  # {task: example indices} in the sampler's order
+            drawn = self.feed.next_batches()  # [(task, example indices)] in the sampler's order
             if drawn is None:
                 # A finite schedule (e.g. one pass) ran out before the budget: the steps
                 # since the last evaluation still count and are evaluated.
@@ -562,7 +586,7 @@ class _Loop:
             last = done.step >= self.total_steps or (cfg.max_examples and done.examples >= cfg.max_examples)
             if last:
                 self.optim.flush()  # an accumulation window cut short by the budget still counts
-            if done.step % cfg.eval_every == 0 or last:
+            if done.step % self.eval_every == 0 or last:
                 improved = self._evaluate_window(t_mark)
                 bar.set_description(
                     f"train {self.records.rd.path.name} dev {done.history[-1]['overall']:.3f}"
@@ -575,10 +599,17 @@ class _Loop:
                     return "finished"
         return "finished"
 
-    def _train_step(self, drawn: dict[str, np.ndarray]) -> dict[str, float]:
-        """One step: the drawn batches, the update rule on their losses; the loss per task."""
-        batches = {t: self._collate(t, indices) for t, indices in drawn.items()}
-        losses = self.rule.step(list(drawn), lambda t: self._checked_loss(t, batches[t]), self.optim)
+    def _train_step(self, drawn: list[tuple[str, np.ndarray]]) -> dict[str, float]:
+        """One step: the drawn batches, the update rule on their losses; the loss per task.
+
+        A task may come several times (partial batches): ``loss_of(task)`` then takes its
+        batches in the order they were drawn.
+        """
+        batches: dict[str, deque] = {}
+        for t, indices in drawn:
+            batches.setdefault(t, deque()).append(self._collate(t, indices))
+        tasks = [t for t, _ in drawn]
+        losses = self.rule.step(tasks, lambda t: self._checked_loss(t, batches[t].popleft()), self.optim)
         self.losses.add(losses)
         self.progress.step += 1
         return losses
@@ -731,12 +762,13 @@ class _Loop:
         return scores
 
 
-def _check_phases(config: RunConfig, total_steps: int) -> None:
-    phases = config.heads_only_steps_before + config.heads_only_steps_after
-    if phases > total_steps:  # a budget in max_examples is only known now
+def _check_phases(config: RunConfig, plan: StepPlan) -> None:
+    phases = plan.before + plan.after
+    if phases > plan.total:  # a budget in max_examples (or phases in epochs) is only known now
         raise ConfigError(
-            f"heads_only_steps_before + heads_only_steps_after ({phases}) exceed the run's "
-            f"{total_steps} steps (max_examples {config.max_examples}): they count inside the budget"
+            f"the heads-only phases ({plan.before} + {plan.after} steps) exceed the run's "
+            f"{plan.total} steps (max_steps {config.max_steps}, max_examples {config.max_examples}, "
+            f"max_epochs {config.max_epochs}): they count inside the budget"
         )
 
 

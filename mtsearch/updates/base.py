@@ -42,13 +42,20 @@ class Optim(Protocol):
     def advance(self) -> None:
         """Advance the learning-rate schedule by one trainer step."""
 
+    def for_task(self, task: str) -> Optim:
+        """The handle of ``task``'s own optimizer when the rule asked for one per task
+        (:meth:`UpdateRule.task_optimizers`); otherwise this handle."""
+
 
 class UpdateRule(Strategy):
     """Turns one step's task losses into parameter updates.
 
-    ``loss_of(task)`` runs the forward pass of that task's batch and returns its loss; a
-    rule decides when to call it, how to combine the gradients, and when to step.
-    It returns the raw loss value per task, for logging.
+    ``loss_of(task)`` runs the forward pass of that task's next batch and returns its loss;
+    a rule decides when to call it, how to combine the gradients, and when to step. A
+    step's ``tasks`` may name a task more than once (partial batches: several small
+    batches of one task in a step): each call of ``loss_of(task)`` takes that task's next
+    batch, so a rule calls it once per entry of ``tasks``, in order. It returns the raw
+    loss value per task (the mean over a task's entries), for logging.
 
     ``rng`` is the rule's own generator, derived from the run's seed (PCGrad's projection
     order uses it); it defaults to a fixed seed so a rule built in a test is deterministic.
@@ -72,6 +79,16 @@ class UpdateRule(Strategy):
 
     def extra_lr(self) -> float | None:
         """Peak learning rate of :meth:`extra_parameters`; None: the heads' learning rate."""
+        return None
+
+    def task_optimizers(self) -> dict[str, dict[str, float | None]] | None:
+        """One optimizer per task, each with these overrides of the run's settings.
+
+        None (the default): one optimizer for the whole model. Otherwise ``{task: {"lr":
+        ..., "weight_decay": ...}}`` for every task (a None value keeps the run's setting):
+        the trainer builds each task its own optimizer over the whole model, with its own
+        state and schedule, and :meth:`Optim.for_task` hands it to the rule.
+        """
         return None
 
     def to(self, device: torch.device) -> UpdateRule:
@@ -115,11 +132,25 @@ def backward_per_task(
     task's loss into what is differentiated (a weight, a learned scale); ``after_each``
     runs once that task's gradient is in (e.g. its own optimizer step).
     """
-    losses = {}
+    losses = TaskLosses()
     for task in tasks:
         loss = loss_of(task)
         backward(objective(task, loss))
-        losses[task] = float(loss.detach())
+        losses.add(task, loss)
         if after_each is not None:
             after_each(task)
-    return losses
+    return losses.means()
+
+
+class TaskLosses:
+    """Raw loss values per task over a step's entries; a task that came several times gets their mean."""
+
+    def __init__(self):
+        self._values: dict[str, list[float]] = {}
+
+    def add(self, task: str, loss: torch.Tensor) -> None:
+        self._values.setdefault(task, []).append(float(loss.detach()))
+
+    def means(self) -> dict[str, float]:
+        # One entry (every sampler but partial batches): the value itself, no rounding.
+        return {t: v[0] if len(v) == 1 else sum(v) / len(v) for t, v in self._values.items()}

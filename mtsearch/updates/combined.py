@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 class CombinedArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    weights: dict[str, float] = Field(default_factory=dict)
-    """Loss weight lambda per task (missing tasks weigh 1.0)."""
+    weights: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] = Field(default_factory=dict)
+    """Loss weight lambda per task (missing tasks weigh 1.0); finite and >= 0."""
 
 
 @UPDATES.register("combined")

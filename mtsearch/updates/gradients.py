@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mtsearch.updates.base import Optim, UpdateRule, backward
+from mtsearch.updates.base import Optim, TaskLosses, UpdateRule, backward
 
 if TYPE_CHECKING:
     from mtsearch.config import RunConfig
@@ -53,6 +53,7 @@ class FlatGrads:
         self.size = int(self.offsets[-1])
         self.buffer: torch.Tensor | None = None
         self.touched = [False] * len(self.params)
+        self.reached: list[list[bool]] = []  # per row taken: which parameters it had a gradient for
 
     def reset(self, rows: int) -> torch.Tensor:
         """Zero the first ``rows`` rows (growing the buffer if needed) and return them."""
@@ -62,6 +63,7 @@ class FlatGrads:
         else:
             self.buffer[:rows].zero_()
         self.touched = [False] * len(self.params)
+        self.reached = [[False] * len(self.params) for _ in range(rows)]
         return self.buffer[:rows]
 
     def rows(self, rows: int) -> torch.Tensor:
@@ -84,7 +86,23 @@ class FlatGrads:
             if p.grad is not None:
                 self._segment(dst, k).copy_(p.grad)
                 self.touched[k] = True
+                self.reached[row][k] = True
                 p.grad = None
+
+    def scale_common(self, flat: torch.Tensor, rows: int, factor: float) -> torch.Tensor:
+        """``flat`` with the parameters every one of the first ``rows`` rows reached scaled by ``factor``.
+
+        Tseng's PCGrad averages the projected gradients where every task has a gradient
+        (the shared parameters) and sums them elsewhere (each head: its own task's).
+        """
+        common = [all(self.reached[r][k] for r in range(rows)) for k in range(len(self.params))]
+        if all(common):
+            return flat * factor
+        out = flat.clone()
+        for k, both in enumerate(common):
+            if both:
+                out[self.offsets[k] : self.offsets[k + 1]] *= factor
+        return out
 
     def store(self, row: int, grads: Sequence[torch.Tensor | None]) -> None:
         """Copy gradients returned by ``torch.autograd.grad`` (``.grad`` is never touched)."""
@@ -133,7 +151,8 @@ class GradientSurgery(UpdateRule):
     ``step`` collects one gradient row per task of the step (one backward each, heads
     untouched), calls :meth:`combine` on the rows, writes the result back as the encoder's
     gradient and takes one optimizer step. A step with a single task uses that task's
-    gradient as is: there is nothing to conflict with.
+    gradient as is: there is nothing to conflict with. A rule whose :meth:`scope` is 'all'
+    collects and combines the whole model's gradient instead, heads included.
     """
 
     def __init__(self, args, *, tasks: list[str], rng: np.random.Generator | None = None):
@@ -159,6 +178,23 @@ class GradientSurgery(UpdateRule):
     def combine(self, grads: torch.Tensor, tasks: list[str]) -> torch.Tensor:
         """The shared gradient ``[P]`` from the per-task rows ``[T, P]`` (row i is ``tasks[i]``)."""
 
+    def scope(self) -> str:
+        """Which gradients the rule combines: 'shared' (the shared parameters; each head keeps its
+        own task's gradient) or 'all' (the whole model's, heads included)."""
+        return "shared"
+
+    def surgery_params(self, optim: Optim) -> list[torch.nn.Parameter]:
+        """The parameters whose per-task gradients :meth:`combine` sees, as :meth:`scope` says."""
+        params = list(optim.shared_params)
+        if self.scope() == "all":
+            seen = {id(p) for p in params}
+            for task_params in optim.head_params.values():
+                for p in task_params:
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+        return params
+
     def flat_grads(self, params: Sequence[torch.nn.Parameter]) -> FlatGrads:
         key = tuple(id(p) for p in params)
         if self._flat is None or key != self._flat_key:
@@ -168,16 +204,16 @@ class GradientSurgery(UpdateRule):
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
     ) -> dict[str, float]:
-        flat = self.flat_grads(optim.shared_params)
+        flat = self.flat_grads(self.surgery_params(optim))
         flat.reset(len(tasks))
-        losses = {}
+        losses = TaskLosses()
         for i, task in enumerate(tasks):
             loss = loss_of(task)
             backward(loss)
-            losses[task] = float(loss.detach())
+            losses.add(task, loss)
             flat.take(i)
         rows = flat.rows(len(tasks))
         # One task: its row is the gradient (the buffer is re-zeroed before it is reused).
         flat.put(rows[0] if len(tasks) == 1 else self.combine(rows, list(tasks)))
         optim.step()
-        return losses
+        return losses.means()

@@ -16,8 +16,11 @@ the update-rule benchmark compare against, is ``tests/updates/reference.py``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from mtsearch.updates.base import UPDATES
 from mtsearch.updates.gradients import GradientSurgery, combine_rows, gram
@@ -66,9 +69,45 @@ def pcgrad_combine(grads: torch.Tensor | list[torch.Tensor], order_rng: OrderRng
     return combine_rows(coef.sum(axis=0), rows)
 
 
+class PCGradArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    scope: Literal["shared", "all"] = "shared"
+    """Which gradients are projected: 'shared' = the shared parameters' (the encoder and a shared pair layer; each head keeps its own task's gradient, as Yu et al. apply it); 'all' = the whole model's flattened gradient, heads included (Tseng's implementation, which 000, 001 and 004 ran)."""
+    reduction: Literal["sum", "mean"] = "sum"
+    """How the projected gradients combine: 'sum' (Yu et al.'s sum, the scale of the summed loss); 'mean' = their mean where every task has a gradient and their sum elsewhere (Tseng's implementation)."""
+
+
 @UPDATES.register("pcgrad")
 class PCGrad(GradientSurgery):
-    """PCGrad (Yu et al. 2020): project away conflicting components of the tasks' encoder gradients."""
+    """PCGrad (Yu et al. 2020): project away conflicting components of the tasks' encoder gradients.
+
+    Defaults (``scope: shared``, ``reduction: sum``) are the rule as Yu et al. define it
+    (Algorithm 1 sums the projected gradients; shared parameters only, heads keep their
+    gradient) and as mtsearch ran it before issue 11, so earlier runs keep their meaning.
+    The reports ran Tseng's public implementation (github.com/WeiChengTseng/Pytorch-PCGrad),
+    ``scope: all, reduction: mean``: the whole model's gradient is flattened, heads
+    included, every task's flattened gradient is projected against the others' (so a
+    head can receive a component of another task's gradient), then the projected
+    gradients are averaged where all tasks have a gradient and summed where only some
+    do. Tseng's loop also visits a gradient's own original in its shuffled list; that
+    projection acts only if the partly projected gradient turned against its own
+    original, which this rule leaves out (as Yu et al. do).
+    """
+
+    Args = PCGradArgs
+
+    def scope(self) -> str:
+        return self.args.scope
 
     def combine(self, grads: torch.Tensor, tasks: list[str]) -> torch.Tensor:
-        return pcgrad_combine(grads, self.rng)
+        combined = pcgrad_combine(grads, self.rng)
+        n = grads.shape[0]
+        if self.args.reduction == "mean":
+            # The buffer the rows came from knows which parameters every row reached; rows
+            # handed in from elsewhere count as reaching every parameter.
+            flat = self._flat
+            if flat is None or len(flat.reached) < n:
+                return combined / n
+            combined = flat.scale_common(combined, n, 1.0 / n)
+        return combined

@@ -42,7 +42,11 @@ def test_deterministic_per_seed_and_only_names_known_tasks(name):
     a, b, c = first(1), first(1), first(2)
     assert a == b
     steps, pools, used_rng = a
-    assert steps and all(step and set(step) <= set(TASKS3) and len(set(step)) == len(step) for step in steps)
+    # A task comes once per step, unless the sampler says steps may repeat it (partial batches).
+    repeats = SAMPLERS.get(name).repeats_tasks
+    assert steps and all(
+        step and set(step) <= set(TASKS3) and (repeats or len(set(step)) == len(step)) for step in steps
+    )
     for t, pool in pools.items():
         assert pool is None or (pool and 0 <= min(pool) and max(pool) < SIZES[t])
     # A sampler that draws random numbers gives another schedule or pool with another
@@ -56,14 +60,25 @@ def test_expected_examples_per_step_matches_what_the_batches_hold(name):
     # measured mean must be within 5 %: the worst random case (one task of 4, 8 or 16
     # per step) has a per-step sd under 6, i.e. an sd of the mean under 0.1 = ~1.2 % of
     # ~8; the rest covers a part-finished epoch at the end.
+    # The streams are built as the trainer builds them: over the sampler's pools, at the
+    # sampler's batch sizes (a sampler may serve smaller batches than the config's).
     sampler, _ = _sampler(name, 3)
     streams = {
-        t: BatchStream(SIZES[t], BATCH[t], np.random.default_rng(i), pool=sampler.index_pool(t))
+        t: BatchStream(SIZES[t], sampler.batch_sizes[t], np.random.default_rng(i), pool=sampler.index_pool(t))
         for i, t in enumerate(TASKS3)
     }
     feed = TaskBatches(sampler, streams)
-    seen = [sum(len(idx) for idx in feed.next().values()) for _ in range(4000)]
+    seen = [sum(len(idx) for _, idx in feed.next_batches()) for _ in range(4000)]
     assert np.mean(seen) == pytest.approx(sampler.expected_examples_per_step(), rel=0.05)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_an_epoch_is_a_whole_number_of_steps_that_does_not_depend_on_the_budget(name):
+    # The trainer turns max_epochs (and what else counts epochs) into steps with it.
+    a, _ = _sampler(name, 3, total_steps=4000)
+    b, _ = _sampler(name, 3, total_steps=None)
+    assert isinstance(a.steps_per_epoch(), int) and a.steps_per_epoch() >= 1
+    assert a.steps_per_epoch() == b.steps_per_epoch()
 
 
 @pytest.mark.parametrize("name", SAMPLERS.names())

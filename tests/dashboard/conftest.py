@@ -26,7 +26,7 @@ def smoke_root(tmp_path_factory, data_dir, token_cache) -> Path:
         out = BACKENDS.get("optuna")().run(
             load_space("smoke", extra_set={"save_checkpoint": True}), progress=False
         )
-        assert out.counts["complete"] == 2 and out.runs == 4
+        assert out.counts["configurations"] == 2 and out.runs == 4
         write_tables(compute("smoke"))  # trials.csv, as `mtsearch sweep` leaves it
     return root
 

@@ -1,8 +1,9 @@
 """Sweep folders written directly (no training): known effects, and damaged sweeps for edge cases.
 
 ``write_sweep`` lays out what a real Optuna sweep leaves behind (sweep.json, study.db with
-the study named after the sweep, trials/<tXXXX-sS>/ with trial.json, result.json and
-metrics.jsonl) with scores built from a known formula:
+the study named after the sweep and one trial per run, runs/<config_hash>/config.json and
+runs/<config_hash>/s<k>/ with run.json, result.json and metrics.jsonl) with scores built
+from a known formula:
 
 - ``lr`` drives SST up and STS down (a trade-off) and dominates ``overall``;
 - ``pooling`` 'mean' adds a little QQP accuracy;
@@ -55,13 +56,18 @@ def scores_of(p: dict, seed: int) -> dict[str, float]:
     }
 
 
+def run_path(sweep_dir: Path, config_index: int, seed: int) -> Path:
+    """The run folder of configuration ``config_index`` (of :func:`configurations`) and seed ``seed``."""
+    return sweep_dir / "runs" / params_key(configurations()[config_index])[:10] / f"s{seed}"
+
+
 def write_sweep(root: Path, name: str = "synthetic", *, failed: bool = False, seeds: int = 2) -> Path:
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.trial import TrialState
 
     sd = root / "sweeps" / name
-    (sd / "trials").mkdir(parents=True)
+    (sd / "runs").mkdir(parents=True)
     space = {"name": name, "profile": "cpu", "description": "written by tests/dashboard/synthetic.py",
              "base": {"model": "tiny", "tasks": ["sst", "para", "sts"], "max_steps": 4, "num_threads": 1},
              "dimensions": DIMENSIONS, "objectives": ["overall"], "seeds": seeds, "algorithm": "tpe",
@@ -76,16 +82,24 @@ def write_sweep(root: Path, name: str = "synthetic", *, failed: bool = False, se
              "sampler_args.temperature": CategoricalDistribution([1.0, 2.0])}  # fmt: skip
     for t, p in enumerate(configurations()):
         key = params_key(p)
-        attrs = {"params_key": key}
+        h = key[:10]
+        (sd / "runs" / h).mkdir()
+        (sd / "runs" / h / "config.json").write_text(json.dumps({"config_hash": h, "params": p, "params_key": key,
+                                                                 "created": float(t)}))  # fmt: skip
+        used = {k: dists[k] for k in p}
         for seed in range(seeds):
-            rd = sd / "trials" / f"t{t:04d}-s{seed}"
+            rd = sd / "runs" / h / f"s{seed}"
             rd.mkdir()
-            (rd / "trial.json").write_text(json.dumps({"sweep": name, "trial": t, "seed": seed, "params": p,
-                                                       "params_key": key, "config_hash": key[:10]}))  # fmt: skip
+            attrs = {"config_hash": h, "seed_index": seed, "seed": seed, "run": f"{h}/s{seed}"}
+            (rd / "run.json").write_text(json.dumps({"sweep": name, "trial": t * seeds + seed, "seed": seed,
+                                                     "seed_index": seed, "params": p, "params_key": key,
+                                                     "config_hash": h}))  # fmt: skip
             if failed:
                 (rd / "result.json").write_text(
                     json.dumps({"status": "failed", "error": "RuntimeError: boom"})
                 )
+                study.add_trial(optuna.trial.create_trial(params=p, distributions=used, state=TrialState.FAIL,
+                                                          user_attrs={**attrs, "error": "RuntimeError: boom"}))  # fmt: skip
                 continue
             s = scores_of(p, seed)
             ov = overall_score(s)
@@ -99,14 +113,7 @@ def write_sweep(root: Path, name: str = "synthetic", *, failed: bool = False, se
             (rd / "result.json").write_text(json.dumps({"status": "finished", "seconds": 3.0, "overall": ov,
                                                         "best": {"step": 4, "scores": s, "overall": ov},
                                                         "final": None, "mlflow_run_id": None}))  # fmt: skip
-            attrs[f"seed_{seed}"] = {"scores": s, "overall": ov}
-        used = {k: dists[k] for k in p}
-        if failed:
-            study.add_trial(optuna.trial.create_trial(params=p, distributions=used, state=TrialState.FAIL,
-                                                      user_attrs=attrs))  # fmt: skip
-        else:
-            value = float(np.mean([attrs[f"seed_{s}"]["overall"] for s in range(seeds)]))
-            study.add_trial(
-                optuna.trial.create_trial(params=p, distributions=used, value=value, user_attrs=attrs)
-            )
+            study.add_trial(optuna.trial.create_trial(params=p, distributions=used, value=ov,
+                                                      user_attrs={**attrs, **s, "overall": ov},
+                                                      intermediate_values={2: overall_score({k: v * 0.9 for k, v in s.items()}), 4: ov}))  # fmt: skip
     return sd

@@ -51,11 +51,11 @@ def test_ablation_marks_the_levels_that_are_worse_than_the_best(synthetic):
 
 def test_a_conditional_dimension_with_one_level_is_one_line_not_a_panel(tmp_path):
     sd = write_sweep(tmp_path / "runs", "one-level")
-    for rd in sorted((sd / "trials").iterdir()):  # every temperature run at T = 2.0
-        info = json.loads((rd / "trial.json").read_text())
+    for conf in sorted((sd / "runs").glob("*/config.json")):  # every temperature run at T = 2.0
+        info = json.loads(conf.read_text())
         if "sampler_args.temperature" in info["params"]:
             info["params"]["sampler_args.temperature"] = 2.0
-            (rd / "trial.json").write_text(json.dumps(info))
+            conf.write_text(json.dumps(info))
     d = load_sweep(sd)
     line = single_level_text(d, "sampler_args.temperature")
     n = int((d.results.runs["sampler"] == "temperature").sum())
@@ -80,10 +80,14 @@ def test_a_list_valued_dimension_has_one_level_label_everywhere(tmp_path):
         {"name": "schedule_milestones", "kind": "categorical", "choices": choices}
     )
     (sd / "sweep.json").write_text(json.dumps(meta))
-    for rd in sorted((sd / "trials").iterdir()):
-        info = json.loads((rd / "trial.json").read_text())
-        info["params"]["schedule_milestones"] = choices[info["trial"] % 2]
-        (rd / "trial.json").write_text(json.dumps(info))
+    for i, conf in enumerate(sorted((sd / "runs").glob("*/config.json"))):
+        info = json.loads(conf.read_text())
+        info["params"]["schedule_milestones"] = choices[i % 2]
+        conf.write_text(json.dumps(info))
+        for rd in conf.parent.glob("s*"):
+            run = json.loads((rd / "run.json").read_text())
+            run["params"] = info["params"]
+            (rd / "run.json").write_text(json.dumps(run))
     d = load_sweep(sd)
     labels = ["[0.5]", "[0.5, 0.75]"]
     ab = ablation_for(d, "schedule_milestones")

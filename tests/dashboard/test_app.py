@@ -110,7 +110,7 @@ def test_leaderboard_ranks_configurations_and_the_card_gives_the_command(smoke, 
     runs = at.dataframe[1].value
     assert len(runs) == 4 and set(runs["status"]) == {"finished"}
     for _, r in runs.iterrows():
-        rid = json.loads((smoke / "sweeps" / "smoke" / "trials" / r["run"] / "result.json").read_text())[
+        rid = json.loads((smoke / "sweeps" / "smoke" / "runs" / r["run"] / "result.json").read_text())[
             "mlflow_run_id"
         ]
         assert re.fullmatch(rf"http://127\.0\.0\.1:5123/#/experiments/\d+/runs/{rid}", r["mlflow"])
@@ -203,8 +203,8 @@ def test_tradeoff_view_plots_each_task_pair_with_the_pareto_front(smoke, results
 def test_curves_view_overlays_learning_curves_and_gradient_cosines(smoke):
     at = run_app(view="Curves")
     curves, cosines = charts(at)
-    trials = smoke / "sweeps" / "smoke" / "trials"
-    evals = {rd.name: read_metrics(rd / "metrics.jsonl") for rd in trials.iterdir()}
+    trials = smoke / "sweeps" / "smoke" / "runs"
+    evals = {str(rd): read_metrics(rd / "metrics.jsonl") for rd in trials.glob("*/s*")}
     # one line per run, coloured by the first dimension (sampler)
     assert {tr["name"] for tr in curves["data"]} == {"round_robin", "temperature"}
     plotted = sorted(y for tr in curves["data"] for y in tr["y"])
@@ -230,7 +230,7 @@ def test_curves_view_overlays_learning_curves_and_gradient_cosines(smoke):
 def test_errors_view_computes_caches_and_shows_the_errors_of_a_run(smoke):
     at = run_app(view="Errors")
     run = at.selectbox(key="errors-run-smoke").value
-    run_dir = smoke / "sweeps" / "smoke" / "trials" / run
+    run_dir = smoke / "sweeps" / "smoke" / "runs" / run
     assert not detailed_path(run_dir).exists()
     assert "not computed yet" in at.info[0].value and not charts(at)
     at.number_input(key="errors-limit-smoke").set_value(60).run()
@@ -289,28 +289,29 @@ def test_a_running_sweep_shows_new_trials_at_the_next_refresh(synthetic_root, da
 
     assert row() == (15, 0, 30, "idle")
     study = sweep_study(sd)
-    trial = study.ask()  # a worker starts trial 15
-    rd = sd / "trials" / f"t{trial.number:04d}-s0"
-    rd.mkdir()
+    trial = study.ask()  # a worker starts a run of a new configuration
     params = {"lr": 1e-3, "pooling": "mean", "sampler": "round_robin"}
-    (rd / "trial.json").write_text(
-        json.dumps({"trial": trial.number, "seed": 0, "params": params, "params_key": "new"})
+    rd = sd / "runs" / "0123456789" / "s0"
+    rd.mkdir(parents=True)
+    (rd.parent / "config.json").write_text(
+        json.dumps({"params": params, "params_key": "new", "created": 99.0})
     )
+    (rd / "run.json").write_text(json.dumps({"trial": trial.number, "seed": 0, "params": params}))
     row_ = {
         "kind": "eval",
         "step": 2,
         "examples": 96,
-        "scores": {"sst": 0.5, "para": 0.7, "sts": 0.4},
-        "overall": 0.6,
+        "scores": {"sst": 0.95, "para": 0.95, "sts": 0.9},
+        "overall": 0.95,  # above every synthetic configuration: the new best
     }
     (rd / "metrics.jsonl").write_text(json.dumps(row_) + "\n")
     at.run()
     assert row() == (15, 1, 30, "running")
     assert any("1 run(s) are still running" in w.value for w in at.main.warning)
     (rd / "result.json").write_text(
-        json.dumps({"status": "finished", "overall": 0.6, "best": {"step": 2, "scores": row_["scores"]}})
+        json.dumps({"status": "finished", "overall": 0.95, "best": {"step": 2, "scores": row_["scores"]}})
     )
-    study.tell(trial, 0.6)
+    study.tell(trial, 0.95)
     at.run()
     assert row() == (16, 0, 31, "idle")
-    assert at.dataframe[0].value.iloc[0]["best overall"] == pytest.approx(0.6)
+    assert at.dataframe[0].value.iloc[0]["best overall"] == pytest.approx(0.95)

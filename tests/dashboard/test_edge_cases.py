@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from mtsearch.cli import main
 from mtsearch.dashboard.sweeps import load_sweep
 from tests.dashboard.helpers import APP
-from tests.dashboard.synthetic import write_sweep
+from tests.dashboard.synthetic import run_path, write_sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -80,9 +80,9 @@ def test_half_written_trials_table_and_result(tmp_path, dash_env, capsys):
     write_tables(res.results)
     text = (sd / "trials.csv").read_text()
     (sd / "trials.csv").write_text(text[: len(text) // 2])  # a writer died mid-file
-    result = sd / "trials" / "t0003-s1" / "result.json"
+    result = run_path(sd, 3, 1) / "result.json"
     result.write_text(result.read_text()[:40])
-    with (sd / "trials" / "t0004-s0" / "metrics.jsonl").open("a") as fh:
+    with (run_path(sd, 4, 0) / "metrics.jsonl").open("a") as fh:
         fh.write('{"kind": "eval", "step": 6, "sco')  # a line cut mid-write
 
     at = app("Leaderboard")
@@ -111,4 +111,4 @@ def test_unreadable_sweep_json_and_study(tmp_path, dash_env):
     meta.write_text(meta.read_text()[:100])
     at = app("Leaderboard")
     assert "sweep.json is unreadable or half-written" in messages(at)
-    assert json.loads((sd / "trials" / "t0000-s0" / "trial.json").read_text())["trial"] == 0
+    assert json.loads((run_path(sd, 0, 0) / "run.json").read_text())["trial"] == 0

@@ -20,7 +20,7 @@ def synthetic(tmp_path):
 
 def test_importance_finds_the_dimensions_that_drive_each_score(synthetic):
     imp = importance(synthetic, "fanova")
-    assert imp.message is None and imp.trials == len(configurations())
+    assert imp.message is None and imp.trials == 2 * len(configurations())  # one trial per run
     assert imp.left_out == ["sampler_args.temperature"]  # conditional: not in every trial
     top = {m: max(v, key=v.get) for m, v in imp.values.items()}
     assert top == {"overall": "lr", "sst": "lr", "para": "pooling", "sts": "lr"}

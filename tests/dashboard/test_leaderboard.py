@@ -21,7 +21,7 @@ def test_the_command_rebuilds_the_run_config_of_every_smoke_run(smoke_root):
         cmd = reproduce_command(d.meta, run["params"], int(run["seed"]))
         args = build_parser().parse_args(shlex.split(cmd)[1:])
         rebuilt = load_config(None, parse_set(args.set))
-        trained = load_config(d.sweep_dir / "trials" / run["run"] / "config.yaml")
+        trained = load_config(d.sweep_dir / "runs" / run["run"] / "config.yaml")
         assert rebuilt.config_hash() == trained.config_hash() == run["config_hash"]
         assert rebuilt.seed == trained.seed == run["seed"]
 

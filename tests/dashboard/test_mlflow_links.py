@@ -13,8 +13,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def _run_ids(smoke_root):
-    trials = smoke_root / "sweeps" / "smoke" / "trials"
-    return [json.loads((rd / "result.json").read_text())["mlflow_run_id"] for rd in sorted(trials.iterdir())]
+    runs = smoke_root / "sweeps" / "smoke" / "runs"
+    return [json.loads((rd / "result.json").read_text())["mlflow_run_id"] for rd in sorted(runs.glob("*/s*"))]
 
 
 def test_the_dashboard_reads_the_store_runs_write_to(smoke_root, monkeypatch):

@@ -19,7 +19,7 @@ def smoke_run(smoke_root, tmp_path, dash_env):
     """A copy of one smoke run with a checkpoint (the app tests compute their own predictions)."""
     dash_env(smoke_root)
     d = load_sweep(smoke_root / "sweeps" / "smoke")
-    src = d.sweep_dir / "trials" / P.runs_with_checkpoint(d)[-1]
+    src = d.sweep_dir / "runs" / P.runs_with_checkpoint(d)[-1]
     run = tmp_path / src.name
     shutil.copytree(src, run)
     return run

@@ -37,7 +37,7 @@ def test_the_best_configurations_command_reproduces_its_metrics(smoke_root, tmp_
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = [p for p in out.iterdir() if (p / "metrics.jsonl").exists()]
-    original = read_metrics(d.sweep_dir / "trials" / best["runs"][0] / "metrics.jsonl")
+    original = read_metrics(d.sweep_dir / "runs" / best["runs"][0] / "metrics.jsonl")
     again = read_metrics(run_dir / "metrics.jsonl")
     assert [(r["step"], r["examples"]) for r in again] == [(r["step"], r["examples"]) for r in original]
     for a, b in zip(again, original, strict=True):

@@ -16,7 +16,9 @@ def test_the_study_named_after_the_sweep_is_the_one_read(tmp_path):
     optuna.create_study(study_name="another", storage=url)
     assert study_location(sd) == (url, "named")
     study = sweep_study(sd)
-    assert study.study_name == "named" and len(study.trials) == len(configurations())
+    assert study.study_name == "named" and len(study.trials) == 2 * len(
+        configurations()
+    )  # one trial per (configuration, seed)
 
 
 def test_a_study_under_another_name_is_still_found(tmp_path):

@@ -1,4 +1,4 @@
-"""Reading sweeps: trial counts from the study and from the run directories, the live signature."""
+"""Reading sweeps: configuration counts from the run directories, the live signature."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def synthetic(tmp_path):
     return load_sweep(write_sweep(tmp_path / "runs", "synthetic"))
 
 
-def test_counts_agree_between_the_study_and_the_run_directories(synthetic, smoke_root):
-    assert synthetic.counts_from == "study"
+def test_counts_come_from_the_run_directories(synthetic, smoke_root):
+    assert synthetic.counts_from == "run directories" and synthetic.counts["duplicate"] == 0
     assert {k: synthetic.counts[k] for k in COUNT_KEYS} == dir_counts(synthetic.sweep_dir)
     assert synthetic.counts["done"] == len(configurations())
     smoke = load_sweep(smoke_root / "sweeps" / "smoke")
@@ -32,10 +32,9 @@ def test_counts_agree_between_the_study_and_the_run_directories(synthetic, smoke
 
 def test_a_running_trial_is_counted_and_changes_the_signature(synthetic):
     sig = signature(synthetic.sweep_dir)
-    rd = synthetic.sweep_dir / "trials" / "t0099-s0"
-    rd.mkdir()
-    (rd / "trial.json").write_text(
-        json.dumps({"trial": 99, "seed": 0, "params": {"lr": 1e-4}, "params_key": "x"})
-    )
+    rd = synthetic.sweep_dir / "runs" / "0123456789" / "s0"
+    rd.mkdir(parents=True)
+    (rd.parent / "config.json").write_text(json.dumps({"params": {"lr": 1e-4}, "params_key": "x"}))
+    (rd / "run.json").write_text(json.dumps({"trial": 99, "seed": 0, "params": {"lr": 1e-4}}))
     assert dir_counts(synthetic.sweep_dir)["running"] == 1
     assert signature(synthetic.sweep_dir) != sig

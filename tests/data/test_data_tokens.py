@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ def test_cache_written_then_reused_without_calling_the_tokenizer(tokenizer, tmp_
     first = encode_split(split, tokenizer, 32, cache_dir=tmp_path)
     assert not first.from_cache
     assert first.cache_path.parent == tmp_path and first.cache_path.suffix == ".npz"
-    assert [p.name for p in tmp_path.iterdir()] == [first.cache_path.name]  # atomic: no temp left
+    # atomic: no temporary file left, only the entry (and its build lock)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [first.cache_path.name]
     _forbid_calls(monkeypatch, tokenizer)
     again = encode_split(split, tokenizer, 32, cache_dir=tmp_path)
     assert again.from_cache
@@ -188,3 +190,77 @@ def test_single_sentence_modes_share_a_cache_and_empty_splits_work(tokenizer, tm
     assert len(empty) == 0 and empty.lengths().tolist() == []
     batch = collate(empty, [])
     assert batch["inputs"][0]["input_ids"].shape == (0, 0)
+
+
+def _damage(path: Path, kind: str) -> None:
+    data = path.read_bytes()
+    if kind == "zero bytes":  # what a power loss after an un-fsynced rename leaves
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # same size, bytes flipped in the middle (where the arrays are)
+        damaged = bytearray(data)
+        mid = len(data) // 2
+        damaged[mid : mid + 16] = bytes(b ^ 0xFF for b in damaged[mid : mid + 16])
+        path.write_bytes(bytes(damaged))
+
+
+@pytest.mark.parametrize("kind", ["zero bytes", "truncated", "flipped bytes"])
+def test_a_damaged_cache_file_is_encoded_again_with_one_warning(tokenizer, tmp_path: Path, caplog, kind):
+    split = load_split("para", "dev", FIXTURES, warn=False)
+    clean = encode_split(split, tokenizer, 32, cache_dir=tmp_path)
+    _damage(clean.cache_path, kind)
+    with caplog.at_level("WARNING", logger="mtsearch.data"):
+        again = encode_split(split, tokenizer, 32, cache_dir=tmp_path)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(clean.cache_path) in warnings[0].getMessage()
+    assert not again.from_cache
+    for name, seg in clean.segments.items():
+        for attr in ("input_ids", "token_type_ids", "offsets"):
+            assert np.array_equal(getattr(seg, attr), getattr(again.segments[name], attr))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mtsearch.data"):
+        assert encode_split(split, tokenizer, 32, cache_dir=tmp_path).from_cache  # repaired on disk
+    assert not caplog.records
+
+
+def test_same_size_damage_is_caught_by_the_checksum_not_by_luck(tokenizer, tmp_path: Path, monkeypatch):
+    # A flipped token id inside a stored array: the zip container may not notice, the checksum does.
+    split = load_split("sst", "dev", FIXTURES)
+    enc = encode_split(split, tokenizer, 32, cache_dir=tmp_path)
+    with np.load(enc.cache_path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["a.input_ids"] = arrays["a.input_ids"].copy()
+    arrays["a.input_ids"][3] += 1  # the old checksum is kept: a valid zip whose contents changed
+    np.savez(enc.cache_path, **arrays)
+    again = encode_split(split, tokenizer, 32, cache_dir=tmp_path)
+    assert not again.from_cache and np.array_equal(again.segments["a"].input_ids, enc.segments["a"].input_ids)
+
+
+def test_leftovers_of_killed_builds_are_removed(tokenizer, tmp_path: Path):
+    from mtsearch import cachefiles
+
+    split = load_split("sts", "dev", FIXTURES)
+    path = encode_split(split, tokenizer, 32, cache_dir=tmp_path / "warm").cache_path
+    name = path.name
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # a build of this entry killed before this process started, one of another entry, and one
+    # written "now" by a concurrent process (newer than this process: left alone at open)
+    old = cache / f".{name}.k1ll3d.part"
+    other = cache / ".sst-dev-single-32-0000.npz.x.part"
+    young = cache / ".sts-train-concat-32-1111.npz.y.part"
+    for p in (old, other, young):
+        p.write_bytes(b"half written")
+    past = cachefiles.process_start_time() - 60
+    for p in (old, other):
+        os.utime(p, (past, past))
+    enc = encode_split(split, tokenizer, 32, cache_dir=cache)
+    assert not old.exists() and not other.exists() and young.exists()
+    assert not enc.from_cache and enc.cache_path.is_file()
+    # the next build of an entry removes its own leftovers, however young
+    fresh = cache / f".{name}.again.part"
+    fresh.write_bytes(b"half written")
+    enc.cache_path.unlink()
+    encode_split(split, tokenizer, 32, cache_dir=cache)
+    assert not fresh.exists() and young.exists()

@@ -5,7 +5,7 @@ import pytest
 
 from mtsearch.config import make_config
 from mtsearch.errors import ConfigError
-from mtsearch.samplers import SAMPLERS, BatchStream, Sampler, TaskBatches
+from mtsearch.samplers import SAMPLERS, BatchStream, Sampler, TaskBatches, build_streams
 from mtsearch.train import train
 from tests.helpers import tiny_config
 
@@ -141,3 +141,30 @@ def test_per_task_batch_sizes_and_the_sampler_estimate_reach_the_trainer(data_di
         )
     )
     assert seq.steps == 7 and seq.examples == 112
+
+
+def test_a_stream_moves_to_a_new_pool_at_once():
+    stream = BatchStream(10, 3, np.random.default_rng(0), pool=np.array([0, 1, 2]))
+    assert sorted(stream.next().tolist()) == [0, 1, 2]
+    stream.next()  # part of the old pool's next epoch
+    stream.set_pool(np.array([7, 8, 9, 9]))
+    assert sorted(np.concatenate([stream.next(), stream.next()]).tolist()) == [7, 8, 9, 9]
+    with pytest.raises(ValueError, match="indices of the 10 examples"):
+        stream.set_pool(np.array([10]))
+
+
+@pytest.mark.parametrize("name", [n for n in SAMPLERS.names() if not SAMPLERS.get(n).repeats_tasks])
+def test_next_and_next_batches_are_the_same_step(name):
+    # every sampler that names a task once per step keeps the dict feed it always had
+    def feed():
+        s = SAMPLERS.create(
+            name, SAMPLERS.get(name).Args(), sizes={"a": 40, "b": 70}, batch_sizes={"a": 4, "b": 8},
+            rng=np.random.default_rng(2), labels={"a": np.arange(40) % 2, "b": np.arange(70) % 2}, total_steps=50,
+        )  # fmt: skip
+        return TaskBatches(s, build_streams(s, lambda seed, what: np.random.default_rng(len(what)), 0))
+
+    a, b = feed(), feed()
+    for _ in range(30):
+        as_dict, as_list = a.next(), b.next_batches()
+        assert list(as_dict) == [t for t, _ in as_list]
+        assert all(np.array_equal(as_dict[t], idx) for t, idx in as_list)

@@ -120,3 +120,28 @@ def test_balance_labels_needs_a_classification_task():
             batch_sizes={"para": 2},
             rng=np.random.default_rng(0),
         )
+
+
+def test_balanced_tasks_and_sizes_per_task_are_settings():
+    # 000: QQP balanced (as many duplicates as not), SST resampled as is, a size per task.
+    s = _make(n=100, balance_labels=["para"], task_n={"para": 200})
+    labels = _labels()
+    para = labels["para"][s.index_pool("para")]
+    assert len(para) == 200 and sorted(np.bincount(para.astype(int)).tolist()) == [100, 100]
+    assert len(s.index_pool("sst")) == 100 and len(s.index_pool("sts")) == 100
+    # sst is not balanced: its pool of 100 out of 500 keeps the label mix (no 20-20-20-20-20)
+    assert "sst" not in s.balanced and s.balanced == ["para"]
+    assert s.expected_examples_per_step() == (100 + 200 + 100) / s.steps_per_epoch()
+    # from the command line a list comes as a comma-separated string
+    assert SAMPLERS.parse_args(
+        "resample_equal", {"balance_labels": "para"}, "sampler_args"
+    ).balance_labels == ["para"]
+
+
+def test_balanced_and_sized_tasks_must_be_trained_classification_tasks():
+    with pytest.raises(ConfigError, match=r"balance_labels names sts, whose labels are not classes"):
+        make_config({"sampler": "resample_equal", "sampler_args": {"balance_labels": ["sts"]}})
+    with pytest.raises(ConfigError, match=r"sampler_args\.balance_labels names 'cfimdb'"):
+        make_config({"sampler": "resample_equal", "sampler_args": {"balance_labels": ["cfimdb"]}})
+    with pytest.raises(ConfigError, match=r"sampler_args\.task_n names 'cfimdb'"):
+        make_config({"sampler": "resample_equal", "sampler_args": {"task_n": {"cfimdb": 10}}})

@@ -118,3 +118,22 @@ def test_spec_from_a_space_description():
     # fixed seeds: after them the race is over at once
     rows = [run(c, k, 0.5 + 0.01 * k) for c in "ab" for k in range(2)]
     assert decide(pd.DataFrame(rows), RaceSpec.from_space({"seeds": 2})).stop
+
+
+def test_the_runner_passes_its_space_and_gets_the_same_decision(tmp_path):
+    """sweep/runner.py calls decide(runs, space): seeds is the minimum, max_seeds the maximum."""
+    from pathlib import Path
+
+    from mtsearch.sweep.space import load_space
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "search_spaces" / "smoke.yaml").read_text().replace("seeds: 2", "seeds: {min: 2, max: 6}")
+    (tmp_path / "raced.yaml").write_text(text.replace("name: smoke", "name: raced"))
+    space = load_space(str(tmp_path / "raced.yaml"))
+    assert RaceSpec.of(space) == RaceSpec(2, 6)
+    sweep = Sweep({"a": 0.60, "b": 0.598, "c": 0.50, "d": 0.45})
+    for k in range(2):
+        sweep.train(["a", "b", "c", "d"], k)
+    runs = pd.DataFrame(sweep.rows)
+    assert decide(runs, space) == decide(runs, RaceSpec(2, 6))
+    assert RaceSpec.of({"seeds": {"min": 3, "max": 8}}) == RaceSpec(3, 8)

@@ -78,7 +78,7 @@ def test_ray_sweep_on_a_two_node_cluster_then_restore(sweep_env, data_dir, ray_c
     assert "ablation: sampler" in proc.stdout
     meta = json.loads((runs / "sweeps" / "smoke" / "sweep.json").read_text())
     assert meta["backend"] == "ray"
-    assert set(meta["sessions"][-1]["nodes"]) == {HEAD, WORKER}, "trials ran on both nodes"
+    assert set(meta["sessions"][-1]["nodes"]) == {HEAD, WORKER}, "runs trained on both nodes"
     assert meta["sessions"][-1]["runs"] == 4
     # MLflow: a parent and one child run per trained seed, tagged with the node.
     from mlflow.tracking import MlflowClient
@@ -88,16 +88,25 @@ def test_ray_sweep_on_a_two_node_cluster_then_restore(sweep_env, data_dir, ray_c
     children = client.search_runs([exp.experiment_id], filter_string="tags.`mtsearch.kind` = 'trial'")
     assert len(children) == 4 and {c.data.tags["ray_node"] for c in children} == {HEAD, WORKER}
     assert all(c.info.status == "FINISHED" for c in children)
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`mtsearch.kind` = 'sweep'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
-    # Rerunning restores the finished experiment: nothing is trained again.
+    # Rerunning starts a fresh experiment that finds every run done: nothing is trained again.
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((runs / "sweeps" / "smoke" / "sweep.json").read_text())["sessions"][-1]["runs"] == 0
-    assert len(list((runs / "sweeps" / "smoke" / "trials").iterdir())) == 4
+    from mtsearch.sweep.runner import load_runs
+
+    table = load_runs(runs / "sweeps" / "smoke")
+    assert len(table) == 4 and set(table["status"]) == {"finished"}
 
 
-def test_ray_local_asha_prunes_and_closes_runs(sweep_env, tmp_path):
+def test_ray_prunes_through_the_study_and_closes_runs(sweep_env, tmp_path):
+    """Ray runs are pruned by the sweep's seed-aligned Optuna pruner (here successive halving)."""
+    import optuna
+
     from mtsearch.backends import BACKENDS
+    from mtsearch.sweep.runner import load_runs
     from mtsearch.sweep.space import load_space
 
     root = Path(__file__).resolve().parents[2]
@@ -112,10 +121,16 @@ def test_ray_local_asha_prunes_and_closes_runs(sweep_env, tmp_path):
         .replace("max_steps: 4", "max_steps: 8").replace("eval_every: 2", "eval_every: 1")
     )  # fmt: skip
     out = BACKENDS.get("ray")().run(load_space(str(space)), progress=False, mlflow=False)
-    assert out.counts["trials"] == 4 and out.counts["fail"] == 0
-    statuses = [
-        json.loads(p.read_text())["status"]
-        for p in (sweep_env / "sweeps" / "asha" / "trials").glob("*/result.json")
-    ]
-    assert len(statuses) == 4 and "finished" in statuses
-    assert set(statuses) <= {"finished", "pruned"}
+    assert out.stopped_because == "every grid configuration is done"
+    table = load_runs(sweep_env / "sweeps" / "asha")
+    assert len(table) == 4 and "finished" in set(table["status"])
+    assert set(table["status"]) <= {"finished", "pruned"}
+    study = optuna.load_study(
+        study_name="asha", storage=f"sqlite:///{sweep_env / 'sweeps' / 'asha' / 'study.db'}"
+    )
+    states = {(t.user_attrs["config_hash"], t.state.name) for t in study.trials}
+    expected = {
+        (h, "PRUNED" if s == "pruned" else "COMPLETE")
+        for h, s in zip(table.config_hash, table.status, strict=True)
+    }
+    assert states == expected

@@ -69,7 +69,7 @@ def test_the_grid_is_a_tree(tmp_path):
         ("when: {sampler: rr_over}", "when: {sampler: proportional}", ["never takes the value 'proportional'"]),
         ("    values: [5, 10]\n    when: {sampler: rr_over}\n", "    values: [5, 10]\n",
          ["space.yaml:8", "'sampler_args.sigma' does not apply to sampler 'round_robin'", "when: {sampler: rr_over}"]),
-        ("seeds: 2", "seeds: 0", ["space.yaml:16", "seeds must be"]),
+        ("seeds: 2", "seeds: 0", ["space.yaml:16", "seeds is a whole number >= 1"]),
         ("algorithm: grid", "algorithm: bayes", ["space.yaml:17", "unknown algorithm 'bayes'", "valid: grid"]),
         ("algorithm: grid", "algorithm: grid\npruner: asha2", ["unknown pruner 'asha2'", "did you mean 'asha'"]),
         ("seeds: 2", "seeds: 2\nobjective: [sst, qqp]", ["unknown objective 'qqp'", "valid: overall, sst, para, sts"]),
@@ -80,6 +80,16 @@ def test_the_grid_is_a_tree(tmp_path):
          ["'lr' = 0.0 is not a valid value"]),
         ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    low: 1.0e-5\n    high: 1.0e-4",
          ["a grid needs 'values'"]),
+        # NaN and infinity (YAML's .nan, .inf) are refused wherever a number goes.
+        ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    values: [1.0e-5, .nan]",
+         ["space.yaml:15", "'lr': every value must be a finite number (got nan)"]),  # the values line
+        ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    choices: [.inf]", ["every choice must be a finite number (got inf)"]),
+        ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    low: 1.0e-5\n    high: .inf",
+         ["'lr': high must be a finite number (got inf)"]),
+        ("  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    low: -.inf\n    high: 1.0e-4",
+         ["'lr': low must be a finite number (got -inf)"]),
+        ("seeds: 2", "seeds: 2\nbase_seed: -1", ["base_seed must be a whole number from 0"]),
+        ("seeds: 2", "seeds: 2\nvary_data: maybe", ["vary_data is true or false"]),
     ],
 )  # fmt: skip
 def test_malformed_spaces_name_the_line_and_valid_names(tmp_path, old, new, fragments):
@@ -115,3 +125,18 @@ def test_random_search_needs_a_budget_and_samples_the_tree(tmp_path):
         assert 1e-5 <= p["lr"] <= 1e-4
         sp.config(p, 0)  # every sample is a valid run config
         study.tell(t, 0.0)
+
+
+def test_a_searched_seed_is_refused(tmp_path):
+    text = GOOD.replace("dimensions:\n", "dimensions:\n  data_seed:\n    values: [1, 2]\n")
+    with pytest.raises(ConfigError, match="'data_seed' cannot be searched"):
+        load_space(str(write(tmp_path, text)))
+
+
+def test_finite_spaces_know_their_configurations(tmp_path):
+    sp = load_space(str(write(tmp_path, GOOD)))
+    assert sp.finite_grid() == sp.grid()
+    text = GOOD.replace("algorithm: grid", "algorithm: random").replace(
+        "  lr:\n    values: [1.0e-5, 3.0e-5]", "  lr:\n    low: 1.0e-5\n    high: 1.0e-4"
+    )
+    assert load_space(str(write(tmp_path, text + "budget: {trials: 5}\n"))).finite_grid() is None

@@ -65,3 +65,29 @@ def naive_pcgrad_step(
         offset += p.numel()
     optim.step()
     return {t: float(loss.detach()) for t, loss in zip(tasks, task_losses, strict=True)}
+
+
+def tseng_pcgrad(
+    grads: list[torch.Tensor], has_grads: list[torch.Tensor], orders: list[list[int]]
+) -> torch.Tensor:
+    """Tseng's PCGrad (github.com/WeiChengTseng/Pytorch-PCGrad, ``_project_conflicting``), reduction 'mean'.
+
+    ``grads``: each task's gradient of the WHOLE model, flattened (zeros where the task has
+    none); ``has_grads``: 1 where the task has a gradient, 0 elsewhere. Tseng shuffles all
+    tasks (itself included) before projecting each one; ``orders[i]`` is that order for
+    task i (self-projection is a no-op as long as the partly projected gradient still has
+    a non-negative dot with its own original, which holds in these fixtures). The projected
+    gradients are averaged where every task has a gradient ("shared") and summed elsewhere.
+    """
+    shared = torch.stack(has_grads).prod(0).bool()
+    pc_grad = [g.clone() for g in grads]
+    for i, g_i in enumerate(pc_grad):
+        for j in orders[i]:
+            g_j = grads[j]
+            g_i_g_j = torch.dot(g_i, g_j)
+            if g_i_g_j < 0:
+                g_i -= g_i_g_j * g_j / (g_j.norm() ** 2)
+    merged = torch.zeros_like(grads[0])
+    merged[shared] = torch.stack([g[shared] for g in pc_grad]).mean(dim=0)
+    merged[~shared] = torch.stack([g[~shared] for g in pc_grad]).sum(dim=0)
+    return merged

@@ -133,3 +133,102 @@ def test_pcgrad_needs_two_tasks():
     with pytest.raises(ConfigError, match=r"update 'pcgrad'.*tasks has only one \(sst\)"):
         make_config({"update": "pcgrad", "tasks": ["sst"]})
     make_config({"update": "pcgrad", "tasks": ["sst", "sts"]})
+
+
+# ---------------------------------------------------------------- scope and reduction (issue 11)
+class _Linear(torch.nn.Module):
+    """Shared weights w and one scalar head per task: loss_t = a_t . w + b_t h_t, so the
+    gradient of task t is (a_t on w, b_t on its own head, nothing on the other head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.h = torch.nn.ParameterDict(
+            {"sst": torch.nn.Parameter(torch.zeros(1)), "sts": torch.nn.Parameter(torch.zeros(1))}
+        )
+
+
+def _hand_step(update_args: dict) -> dict[str, torch.Tensor]:
+    from mtsearch.train.optim import OptimHandle
+
+    model = _Linear()
+    a = {"sst": torch.tensor([1.0, 0.0]), "sts": torch.tensor([-1.0, 1.0])}
+    b = {"sst": 1.0, "sts": 1.0}
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    handle = OptimHandle(
+        opt, sched, list(model.parameters()), None, shared_params=[model.w],
+        head_params={t: [model.h[t]] for t in a},
+    )  # fmt: skip
+    rule = UPDATES.create("pcgrad", UPDATES.parse_args("pcgrad", update_args, "update_args"), tasks=list(a))
+    rule.step(list(a), lambda t: (a[t] * model.w).sum() + b[t] * model.h[t].sum(), handle)
+    # SGD at lr 1 from zeros: the parameters are minus the combined gradient
+    return {"w": -model.w.detach(), "sst": -model.h["sst"].detach(), "sts": -model.h["sts"].detach()}
+
+
+def test_scope_and_reduction_by_hand():
+    # Whole-model gradients g1 = (1, 0 | 1, 0), g2 = (-1, 1 | 0, 1) (w | head sst, head sts).
+    # scope all: g1.g2 = -1, |g1|^2 = 2, |g2|^2 = 3:
+    #   g1' = g1 + g2/3 = (2/3, 1/3 | 1, 1/3),  g2' = g2 + g1/2 = (-1/2, 1 | 1/2, 1).
+    #   mean where both tasks have a gradient (w): (1/12, 2/3); sum on the heads: 3/2 and 4/3
+    #   (each head receives a part of the other task's gradient).
+    got = _hand_step({"scope": "all", "reduction": "mean"})
+    assert torch.allclose(got["w"], torch.tensor([1 / 12, 2 / 3]))
+    assert torch.allclose(got["sst"], torch.tensor([1.5])) and torch.allclose(
+        got["sts"], torch.tensor([4 / 3])
+    )
+    # scope all, sum: w = g1' + g2' = (1/6, 4/3); heads as above.
+    got = _hand_step({"scope": "all", "reduction": "sum"})
+    assert torch.allclose(got["w"], torch.tensor([1 / 6, 4 / 3])) and torch.allclose(
+        got["sst"], torch.tensor([1.5])
+    )
+    # scope shared (the default): w alone is projected, (1,0).(-1,1) = -1: (1/2, 1/2) + (0, 1);
+    # each head keeps its own task's gradient, 1.
+    got = _hand_step({})
+    assert torch.allclose(got["w"], torch.tensor([0.5, 1.5]))
+    assert torch.allclose(got["sst"], torch.tensor([1.0])) and torch.allclose(got["sts"], torch.tensor([1.0]))
+    # scope shared, mean: w halved, heads untouched.
+    got = _hand_step({"reduction": "mean"})
+    assert torch.allclose(got["w"], torch.tensor([0.25, 0.75])) and torch.allclose(
+        got["sts"], torch.tensor([1.0])
+    )
+
+
+def test_scope_all_mean_equals_tsengs_implementation_on_the_tiny_model():
+    from tests.updates.reference import tseng_pcgrad
+
+    model, cfg = tiny_model(update="pcgrad", update_args={"scope": "all", "reduction": "mean"})
+    model.eval()  # no dropout: both computations see the same gradients
+    batches = random_batches()
+    tasks = list(batches)
+    reference = copy.deepcopy(model)
+    params = [p for p in reference.parameters() if p.requires_grad]
+    grads, has = [], []
+    for t in tasks:
+        reference.zero_grad(set_to_none=True)
+        loss_fn(reference, batches)(t).backward()
+        grads.append(
+            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        )
+        has.append(torch.cat([torch.full((p.numel(),), float(p.grad is not None)) for p in params]))
+    assert any(
+        float(grads[i] @ grads[j]) < 0 for i in range(3) for j in range(3) if i != j
+    )  # a conflict to fix
+    rule = UPDATES.create("pcgrad", cfg.args("update"), tasks=tasks, rng=np.random.default_rng(5))
+    orders = [
+        [i, *o] for i, o in enumerate(projection_orders(3, np.random.default_rng(5)))
+    ]  # self first: a no-op
+    expected = tseng_pcgrad(grads, has, orders)
+
+    before = snapshot(model)
+    rule.step(tasks, loss_fn(model, batches), sgd_handle(model, lr=1.0, max_grad_norm=None))
+    got = delta(model, before)
+    names = [n for n, p in reference.named_parameters() if p.requires_grad]
+    flat = torch.cat([-got[n].reshape(-1) for n in names])
+    assert torch.allclose(flat, expected, atol=1e-6, rtol=1e-4)
+    # heads got components of other tasks' gradients: not their own task's gradient alone
+    own = sum(grads)  # a head's own gradient is its task's only non-zero row there
+    head = torch.cat(
+        [torch.full((p.numel(),), n.startswith("heads.")) for n, p in zip(names, params, strict=True)]
+    )
+    assert not torch.allclose(flat[head.bool()], own[head.bool()], atol=1e-6)

@@ -122,3 +122,78 @@ def test_per_task_arguments_must_name_trained_tasks():
     with pytest.raises(ConfigError, match=r"update_args\.weights names 'cfimdb'"):
         make_config({"update": "combined", "update_args": {"weights": {"cfimdb": 2.0}}})
     make_config({"update": "separate", "update_args": {"lr": {"sst": 1e-4}, "weight_decay": {"para": 0.0}}})
+
+
+# ---------------------------------------------------------------- one optimizer per task (002)
+def _per_task(update_args, **config):
+    from mtsearch.train.optim import StepPlan, optim_handle
+
+    model, cfg = tiny_model(
+        ("sst", "para"), update="separate", update_args={"optimizers": "per_task", **update_args}, **config
+    )
+    model.eval()
+    rule = UPDATES.create("separate", cfg.args("update"), tasks=["sst", "para"])
+    return model, rule, optim_handle(model, cfg, StepPlan(10), rule)
+
+
+def test_per_task_optimizers_keep_distinct_state_and_the_lr_reaches_the_head():
+    model, rule, optim = _per_task(
+        {"lr": {"sst": 0.02, "para": 0.005}, "weight_decay": {"sst": 0.1}},
+        lr=1e-3, head_lr=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None,
+    )  # fmt: skip
+    sst, para = optim.for_task("sst"), optim.for_task("para")
+    assert sst.optimizer is not para.optimizer
+    batches = random_batches(("sst", "para"))
+    # By hand: each optimizer's first AdamW step, p <- p (1 - lr wd) - lr g / (|g| + eps),
+    # with the task's own lr on every parameter it reaches (the head included) and, for
+    # para, the gradient at the weights sst's step left: a fresh Adam state, not sst's.
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ref = copy.deepcopy(model)
+    loss_fn(ref, batches)("sst").backward()
+    g_sst = {n: p.grad for n, p in ref.named_parameters()}
+    decays = {id(p): g["decay"] for g in sst.optimizer.param_groups for p in g["params"]}
+
+    def first_step(before, grads, lr, wd):
+        out = {}
+        for n, p in model.named_parameters():
+            g = grads.get(n)
+            if g is None:
+                out[n] = before[n]
+                continue
+            w = wd if decays[id(p)] else 0.0
+            out[n] = before[n] * (1 - lr * w) - lr * g / (g.abs() + 1e-8)
+        return out
+
+    after_sst = first_step(weights, g_sst, 0.02, 0.1)
+    ref2 = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in ref2.named_parameters():
+            p.copy_(after_sst[n])
+    loss_fn(ref2, batches)("para").backward()
+    g_para = {n: p.grad for n, p in ref2.named_parameters()}
+    expected = first_step(after_sst, g_para, 0.005, 0.0)
+
+    rule.step(["sst", "para"], loss_fn(model, batches), optim)
+    worst = max(float((p.detach() - expected[n]).abs().max()) for n, p in model.named_parameters())
+    assert worst < 1e-6
+    # Distinct state: each optimizer stepped once, over the encoder and its own task's head only.
+    enc = model.encoder.embeddings.word_embeddings.weight
+    assert int(sst.optimizer.state[enc]["step"]) == 1 and int(para.optimizer.state[enc]["step"]) == 1
+    assert not torch.equal(sst.optimizer.state[enc]["exp_avg"], para.optimizer.state[enc]["exp_avg"])
+    sst_head, para_head = model.heads["sst"].proj.weight, model.heads["para"].proj.weight
+    assert sst_head in sst.optimizer.state and sst_head not in para.optimizer.state
+    assert para_head in para.optimizer.state and para_head not in sst.optimizer.state
+    # One schedule tick per trainer step, for every task's optimizer.
+    assert sst.scheduler.last_epoch == 1 and para.scheduler.last_epoch == 1
+
+
+def test_the_shared_optimizer_stays_the_default_and_per_task_has_no_whole_model_step():
+    from mtsearch.config import make_config
+
+    assert make_config({"update": "separate"}).args("update").optimizers == "shared"
+    _, rule, optim = _per_task({})
+    with pytest.raises(RuntimeError, match="one optimizer per task"):
+        optim.step()
+    # a task without its own lr: the config's lr (5e-5) on the encoder, head_lr (1e-3) on the heads
+    peaks = {g["role"]: g["initial_lr"] for g in optim.for_task("sst").optimizer.param_groups}
+    assert peaks == {"encoder": pytest.approx(5e-5), "heads": pytest.approx(1e-3)}
