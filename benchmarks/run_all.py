@@ -19,6 +19,7 @@ BENCHES = [
     ("sweep", ["bench_sweep.py"]),
     ("faults", ["bench_faults.py"]),
     ("jobs", ["bench_jobs.py"]),
+    ("decision", ["bench_decision.py"]),
 ]
 
 

@@ -15,7 +15,16 @@ import streamlit as st
 
 from mtsearch.dashboard import figures as F
 from mtsearch.dashboard import predictions as P
-from mtsearch.dashboard.ablation import ablation_for, condition_text, log_dims, parallel_frame, verdict
+from mtsearch.dashboard.ablation import (
+    ablation_for,
+    condition_text,
+    log_dims,
+    model_text,
+    noise_text,
+    parallel_frame,
+    single_level_text,
+    verdict_table,
+)
 from mtsearch.dashboard.curves import curves
 from mtsearch.dashboard.importance import EVALUATORS, Importance, importance, importance_frame
 from mtsearch.dashboard.leaderboard import best_configuration, leaderboard, runs_table
@@ -165,8 +174,8 @@ def view_leaderboard(page: Page) -> None:
                 c.metric(
                     metric_label(m), f"{mean:.4f}", help=f"mean over {best['seeds']} seed(s), sd {sd:.4f}"
                 )
-            st.caption(f"Reproduce its best seed (run {best['run']}, seed {best['seed']}, overall "
-                       f"{best['run_scores']['overall']:.4f}); data from --data-dir / MTSEARCH_DATA as in the sweep:")  # fmt: skip
+            st.caption(f"Reproduce it with all its {best['seeds']} seed(s) ({', '.join(map(str, best['seed_values']))}), "
+                       "not its luckiest one; data from --data-dir / MTSEARCH_DATA as in the sweep:")  # fmt: skip
             st.code(best["command"], language="bash", wrap_lines=True)
         board = leaderboard(d, sort_by if sort_by in d.results.metrics else "overall")
         for dim in d.results.dims:
@@ -187,9 +196,11 @@ def view_leaderboard(page: Page) -> None:
 
 def view_ablation(page: Page) -> None:
     st.header("Ablation")
-    st.caption("Every run (all seeds of all configurations) with a level is one sample of it: mean and 95% "
-               "t-interval; green = best level, blue = not distinguishable from the best (Welch's t-test, "
-               "p >= 0.05), grey = worse. Conditional dimensions count only the runs where they apply.")  # fmt: skip
+    st.caption("Each level against the best of the others: the model of the sweep (configuration + seed block) "
+               "gives simultaneous 95% intervals (multiple comparison with the best). Green: the observed best; "
+               "teal: within delta of it (equivalent); blue: undetermined (more seeds needed); grey: worse; "
+               "open orange: untested (fewer than two finished runs, never compared). Best-set members are bold. "
+               "See the README's 'How mtsearch decides' for the method.")  # fmt: skip
 
     def one(d: SweepData) -> None:
         if not need_results(d):
@@ -199,16 +210,24 @@ def view_ablation(page: Page) -> None:
             if ab.empty:
                 st.info(f"{dim}: no finished run where it applies.")
                 continue
+            line = single_level_text(d, dim)
+            if line:  # nothing to compare: one line, not a panel of plots
+                st.markdown(line)
+                continue
             plot(F.ablation_figure(d, dim), key=f"ablation-{d.name}-{dim}")
-            cond = condition_text(d, dim)
-            if cond:
-                st.caption(f"{dim} applies only where {cond}.")
-            table = ab.assign(verdict=ab.apply(verdict, axis=1))[
-                ["metric", "level", "n", "configs", "mean", "ci95_low", "ci95_high", "diff_from_best", "p_value", "verdict"]
-            ]  # fmt: skip
+            st.caption(model_text(d, dim))
+            noise = noise_text(d, dim)
+            if noise:
+                st.caption(noise)
+            table = verdict_table(d, dim)
+            fmt = {c: st.column_config.NumberColumn(format="%.4f")
+                   for c in ("mean", "diff from best", "interval low", "interval high", "p (Holm)")}  # fmt: skip
+            fmt["P(best)"] = st.column_config.NumberColumn(format="%.2f")
+            fmt["diff / seed sd"] = st.column_config.NumberColumn(format="%.1f")
+            fmt["seeds needed"] = st.column_config.TextColumn()
+            table["seeds needed"] = table["seeds needed"].map(lambda v: "" if v is None or v != v else str(v))
             st.dataframe(table, key=f"ablation-table-{d.name}-{dim}", hide_index=True, width="stretch",
-                         column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                        for c in ("mean", "ci95_low", "ci95_high", "diff_from_best", "p_value")})  # fmt: skip
+                         column_config=fmt)  # fmt: skip
 
     side_by_side(page.chosen, one)
 

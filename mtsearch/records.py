@@ -3,7 +3,8 @@
 ``runs/<name>/`` holds ``config.yaml`` (the full resolved config), ``env.json``
 (packages, device, git commit, data fingerprint), ``metrics.jsonl`` (one line per
 evaluation, appended and flushed as it happens so a crash loses nothing already
-measured), ``result.json`` (status and best/final scores, written last) and the best
+measured), ``result.json`` (status and best/final scores, written last),
+``eval_examples.npz`` (the scored evaluation's per-example predictions and golds) and the best
 checkpoint. Every file is written atomically.
 """
 
@@ -134,11 +135,46 @@ class RunDir:
     def write_result(self, result: dict[str, Any]) -> None:
         write_json(self.path / "result.json", result)
 
+    def write_eval_examples(self, which: str, examples: dict[str, tuple[Any, Any, Any]]) -> None:
+        """The scored evaluation's examples: per task (dev row indices, predictions, golds); ``which`` says
+        which evaluation it was (e.g. ``half_b``, ``full_dev``)."""
+        import io
+
+        import numpy as np
+
+        arrays: dict[str, Any] = {"which": np.array(which)}
+        for task, (index, pred, gold) in examples.items():
+            arrays[f"{task}.index"] = np.asarray(index, dtype=np.int64)
+            arrays[f"{task}.pred"] = np.asarray(pred, dtype=np.float64)
+            arrays[f"{task}.gold"] = np.asarray(gold, dtype=np.float64)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(self.path / EVAL_EXAMPLES, buf.getvalue())
+
     def save_checkpoint(self, state: dict, metadata: dict[str, str]) -> None:
         from safetensors.torch import save
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         atomic_write_bytes(self.checkpoint_path, save(tensors, metadata=metadata))
+
+
+#: the file of :meth:`RunDir.write_eval_examples`
+EVAL_EXAMPLES = "eval_examples.npz"
+
+
+def read_eval_examples(run_dir: Path) -> tuple[str, dict[str, tuple[Any, Any, Any]]] | None:
+    """(which, {task: (index, pred, gold)}) of a run's scored evaluation; None when missing or unreadable."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(run_dir) / EVAL_EXAMPLES
+    try:
+        with np.load(path) as z:
+            tasks = sorted({k.rsplit(".", 1)[0] for k in z.files if k != "which"})
+            return str(z["which"]), {t: (z[f"{t}.index"], z[f"{t}.pred"], z[f"{t}.gold"]) for t in tasks}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing or half-written
+        return None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mtsearch.dashboard.ablation import ablation_for, condition_text, verdict
+from mtsearch.dashboard.ablation import ablation_for, condition_text, verdict_group
 from mtsearch.dashboard.sweeps import SweepData, metric_label
 from mtsearch.sweep.results import NA
 
-#: colour of an ablation level by its verdict against the best level
+#: colour of an ablation level by its verdict (sweep/stats.py); the best set is green, blue and teal
 VERDICT_COLOURS = {
-    "best": "#1a9850",
-    "not distinguishable from best": "#4575b4",
-    "worse (p < 0.05)": "#a0a0a0",
+    "in best set": "#1a9850",
+    "equivalent": "#35978f",
+    "undetermined": "#4575b4",
+    "worse": "#a0a0a0",
+    "untested": "#f46d43",
 }
 PALETTE = ["#4575b4", "#d73027", "#1a9850", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#666666",
            "#66c2a5", "#e6ab02"]  # fmt: skip
@@ -28,41 +30,68 @@ def _finite(x: Any) -> float | None:
 
 
 def ablation_figure(data: SweepData, dim: str):
-    """Mean and 95% interval per level, one panel per metric; colours mark the verdict vs the best level."""
+    """Each level's difference from the best with its simultaneous 95% interval, one panel per metric.
+
+    Levels are rows (names on the left, never cut), sorted by overall mean with the best on
+    top; members of the best set are in bold and coloured by verdict; the band [-delta, 0]
+    is the equivalence margin. An untested level is an open marker at its mean's difference,
+    without an interval (it was never compared), and says so.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     ab = ablation_for(data, dim)
     metrics = [m for m in data.results.metrics if m in set(ab["metric"])]
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[metric_label(m) for m in metrics],
-                        horizontal_spacing=0.06)  # fmt: skip
+    overall = ab[ab["metric"] == metrics[0]]
+    order = list(dict.fromkeys(overall["level"].astype(str)))  # best (highest mean) first
+    members = set(overall.loc[overall["in_best_set"].astype(bool), "level"].astype(str))
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[metric_label(m) for m in metrics])  # fmt: skip
+    delta = data.results.delta
     shown: set[str] = set()
     for i, m in enumerate(metrics, start=1):
         sub = ab[ab["metric"] == m]
-        for v in VERDICT_COLOURS:
-            part = sub[sub.apply(verdict, axis=1) == v]
+        fig.add_vrect(x0=-delta, x1=0, fillcolor="#1a9850", opacity=0.08, line_width=0, row=1, col=i)
+        fig.add_vline(x=0, line_color="#888", line_dash="dot", row=1, col=i)
+        best_mean = sub.loc[~sub["verdict"].map(verdict_group).eq("untested"), "mean"].max()
+        for group, colour in VERDICT_COLOURS.items():
+            part = sub[sub["verdict"].map(verdict_group) == group]
             if part.empty:
                 continue
-            upper = [(_finite(h) - mu) if _finite(h) is not None else 0.0
-                     for h, mu in zip(part["ci95_high"], part["mean"], strict=True)]  # fmt: skip
-            fig.add_trace(
-                go.Scatter(
-                    x=part["level"].astype(str).tolist(), y=part["mean"].tolist(), mode="markers",
-                    marker={"size": 11, "color": VERDICT_COLOURS[v]},
-                    error_y={"type": "data", "array": upper, "visible": True, "color": VERDICT_COLOURS[v]},
-                    name=v, legendgroup=v, showlegend=v not in shown,
-                    customdata=list(zip(part["n"], part["p_value"], strict=True)),
-                    hovertemplate="%{x}: %{y:.4f} (runs %{customdata[0]}, p %{customdata[1]:.3f})<extra></extra>",
-                ),
-                row=1, col=i,
-            )  # fmt: skip
-            shown.add(v)
-        fig.update_xaxes(type="category", categoryorder="array",
-                         categoryarray=list(dict.fromkeys(sub["level"].astype(str))), row=1, col=i)  # fmt: skip
+            untested = group == "untested"
+            x = (part["mean"] - best_mean).tolist() if untested else part["diff"].tolist()
+            trace = {
+                "x": x, "y": part["level"].astype(str).tolist(), "mode": "markers+text" if untested else "markers",
+                "marker": {"size": 11, "color": colour, "symbol": "circle-open" if untested else "circle",
+                           "line": {"width": 2, "color": colour}},
+                "name": group, "legendgroup": group, "showlegend": group not in shown, "orientation": "h",
+                "customdata": [[r["mean"], _finite(r["low"]), _finite(r["high"]), _finite(r["p_best"]), r["verdict"],
+                                r["seeds"]] for _, r in part.iterrows()],
+                "hovertemplate": "%{y}: mean %{customdata[0]:.4f}, diff %{x:+.4f} [%{customdata[1]:.4f}, "
+                                 "%{customdata[2]:.4f}], P(best) %{customdata[3]:.2f}, %{customdata[4]}, "
+                                 "seeds %{customdata[5]}<extra></extra>",
+            }  # fmt: skip
+            if untested:
+                trace["text"] = part["verdict"].tolist()
+                trace["textposition"] = "middle right"
+            else:
+                trace["error_x"] = {
+                    "type": "data", "symmetric": False, "visible": True, "color": colour,
+                    "array": [h - x0 for h, x0 in zip(part["high"], x, strict=True)],
+                    "arrayminus": [x0 - lo for lo, x0 in zip(part["low"], x, strict=True)],
+                }  # fmt: skip
+            fig.add_trace(go.Scatter(**trace), row=1, col=i)
+            shown.add(group)
+        fig.update_xaxes(zeroline=False, row=1, col=i)
+    ticks = [f"<b>{lvl}</b>" if lvl in members else lvl for lvl in order]
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=order[::-1], tickvals=order,
+                     ticktext=ticks, automargin=True)  # fmt: skip
     cond = condition_text(data, dim)
-    title = f"{dim}: mean and 95% interval per level" + (f" (only where {cond})" if cond else "")
-    fig.update_layout(title=title, height=340, margin={"t": 70, "b": 40, "l": 40, "r": 20},
-                      legend={"orientation": "h", "y": -0.2})  # fmt: skip
+    title = f"{dim}: difference from the best, simultaneous 95% intervals" + (
+        f" (only where {cond})" if cond else ""
+    )
+    fig.update_layout(title=title, height=160 + 34 * len(order), margin={"t": 80, "b": 60, "l": 20, "r": 20},
+                      legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"})  # fmt: skip
     return fig
 
 

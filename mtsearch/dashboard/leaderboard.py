@@ -1,13 +1,16 @@
-"""The leaderboard: configurations ranked over seeds, the best one's reproducing command, every run."""
+"""The leaderboard: configurations ranked over seeds, the command that reproduces the best with all its seeds, every run."""
 
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
 from mtsearch.dashboard.mlflow_links import mlflow_base_url, mlflow_experiments, mlflow_url
 from mtsearch.dashboard.sweeps import SweepData
+from mtsearch.sweep.results import reproduce_all_command, reproduce_command, reproduce_values, shown_level
+
+__all__ = ["best_configuration", "leaderboard", "reproduce_all_command", "reproduce_command", "reproduce_values",
+           "runs_table"]  # fmt: skip
 
 
 def leaderboard(data: SweepData, sort_by: str = "overall"):
@@ -19,53 +22,31 @@ def leaderboard(data: SweepData, sort_by: str = "overall"):
         cols += [f"{m}_mean", f"{m}_sd", f"{m}_ci95"]
     cols += ["trials", "example_run", "params_key"]
     out = confs[cols].sort_values(f"{sort_by}_mean", ascending=False, kind="stable").reset_index(drop=True)
+    for d in data.results.dims:  # raw values in the results; the one level spelling on screen
+        out[d] = out[d].map(shown_level)
     return out
 
 
 def best_configuration(data: SweepData) -> dict[str, Any]:
-    """The top configuration: its params, scores and the command that reproduces its best seed run."""
+    """The top configuration: its params, scores over seeds and the command that trains it with every seed.
+
+    Reproducing means all its seeds, not its luckiest one: ``command`` loops over them;
+    ``commands`` holds one command per seed and ``runs`` the sweep's run of each seed.
+    """
     res = data.results
     top = res.configurations.iloc[0]
     params = json.loads(top["params"])
-    runs = res.runs[(res.runs["params_key"] == top["params_key"]) & res.runs["overall"].notna()]
-    best_run = runs.sort_values("overall", ascending=False).iloc[0]
-    seed = int(best_run["seed"])
+    seeds = [int(s) for s in top["seed_values"]]
     return {
         "params": params,
         "rank": int(top["rank"]),
         "seeds": int(top["seeds"]),
+        "seed_values": seeds,
         "scores": {m: (float(top[f"{m}_mean"]), float(top[f"{m}_sd"])) for m in res.metrics},
-        "run": best_run["run"],
-        "seed": seed,
-        "run_scores": {m: float(best_run[m]) for m in res.metrics},
-        "command": reproduce_command(data.meta, params, seed),
+        "runs": list(top["runs"]),
+        "command": reproduce_all_command(data.meta, params, seeds),
+        "commands": [reproduce_command(data.meta, params, s) for s in seeds],
     }
-
-
-def _yaml_value(value: Any) -> str:
-    import yaml
-
-    if isinstance(value, tuple):
-        value = list(value)
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
-    return text.removesuffix("...").strip()
-
-
-def reproduce_values(meta: dict[str, Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
-    from mtsearch.config import apply_overrides
-
-    base = (meta.get("space") or {}).get("base") or {}
-    return apply_overrides(base, {**params, "seed": seed})
-
-
-def reproduce_command(
-    meta: dict[str, Any], params: dict[str, Any], seed: int, program: str = "mtsearch"
-) -> str:
-    """``mtsearch train --set key=value ...`` with the sweep's base, the params and the seed."""
-    parts = [program, "train"]
-    for key, value in reproduce_values(meta, params, seed).items():
-        parts += ["--set", shlex.quote(f"{key}={_yaml_value(value)}")]
-    return " ".join(parts)
 
 
 def runs_table(data: SweepData, base_url: str | None = None):

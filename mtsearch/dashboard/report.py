@@ -1,7 +1,8 @@
 """``mtsearch report SWEEP --out report.html``: one self-contained HTML file to share.
 
-The leaderboard (with the best configuration's reproducing command), the ablation of every
-dimension, the parameter importances and the task trade-offs, as in the dashboard. plotly.js
+The leaderboard (with the command that reproduces the best configuration with all its
+seeds), the verdicts of every dimension (as ``mtsearch results`` prints them), the parameter
+importances and the task trade-offs, as in the dashboard. plotly.js
 is inlined once (no CDN, no server): the file opens offline in any browser.
 """
 
@@ -12,7 +13,15 @@ import time
 from pathlib import Path
 
 from mtsearch.dashboard import figures as F
-from mtsearch.dashboard.ablation import ablation_for, log_dims, parallel_frame
+from mtsearch.dashboard.ablation import (
+    ablation_for,
+    log_dims,
+    model_text,
+    noise_text,
+    parallel_frame,
+    single_level_text,
+    verdict_table,
+)
 from mtsearch.dashboard.importance import importance, importance_frame
 from mtsearch.dashboard.leaderboard import best_configuration, leaderboard
 from mtsearch.dashboard.sweeps import SweepData, load_sweep, metric_label, sweeps_table
@@ -76,7 +85,8 @@ def build_report(sweep: str) -> tuple[str, SweepData]:
     parts += [
         "<h2>Leaderboard</h2>",
         f'<div class="card"><h3>Best configuration</h3><p>{params}</p><p>{scores} (mean ± sd over '
-        f"{best['seeds']} seed(s))</p><p>Reproduce its best seed (run {esc(best['run'])}):</p>"
+        f"{best['seeds']} seed(s))</p><p>Reproduce it with all its seeds "
+        f"({esc(', '.join(map(str, best['seed_values'])))}), not its luckiest one:</p>"
         f"<pre>{esc(best['command'])}</pre></div>",
     ]
     board = leaderboard(d)
@@ -89,13 +99,27 @@ def build_report(sweep: str) -> tuple[str, SweepData]:
     shown["trials"] = board["trials"]
     parts.append(_table(shown))
 
-    parts.append("<h2>Ablation</h2><p>Mean and 95% interval per level over every run with it; green = best, "
-                 "blue = not distinguishable from the best (Welch's t-test, p &ge; 0.05), grey = worse.</p>")  # fmt: skip
+    parts.append("<h2>Ablation</h2><p>Each level against the best of the others: the model of the sweep "
+                 "(configuration + seed block) gives simultaneous 95% intervals on the difference from the best "
+                 "(multiple comparison with the best). Green: the observed best; teal: equivalent (within delta); "
+                 "blue: undetermined; grey: worse; open orange: untested (fewer than two finished runs, never "
+                 "compared). Best-set members are bold.</p>")  # fmt: skip
     for dim in res.dims:
         if ablation_for(d, dim).empty:
             parts.append(f"<p>{esc(dim)}: no finished run where it applies.</p>")
             continue
+        line = single_level_text(d, dim)
+        if line:  # nothing to compare: one line, not a panel of plots
+            parts.append(f"<p>{esc(line)}</p>")
+            continue
         parts.append(fig(F.ablation_figure(d, dim)))
+        parts.append(f"<p>{esc(model_text(d, dim))}</p>")
+        noise = noise_text(d, dim)
+        if noise:
+            parts.append(f"<p>{esc(noise)}</p>")
+        table = verdict_table(d, dim, "overall").drop(columns=["spread"], errors="ignore")
+        table["seeds needed"] = table["seeds needed"].map(lambda v: "" if v is None or v != v else str(v))
+        parts.append(_verdicts_html(table))
 
     parts.append("<h2>Importance</h2>")
     imp = importance(d)
@@ -113,6 +137,16 @@ def build_report(sweep: str) -> tuple[str, SweepData]:
     parts.append("<h2>Parallel coordinates</h2>")
     parts.append(fig(F.parallel_figure(parallel_frame(d), res.dims, "overall", log_dims(d))))
     return _page(d.name, parts), d
+
+
+def _verdicts_html(table) -> str:
+    """The overall verdict table, best-set members in bold."""
+    html_table = _table(table)
+    for level, verdict in zip(table["level"], table["verdict"], strict=True):
+        if verdict in ("in best set", "equivalent", "undetermined"):
+            cell = f"<td>{html.escape(str(level))}</td>"
+            html_table = html_table.replace(cell, f"<td><b>{html.escape(str(level))}</b></td>", 1)
+    return html_table
 
 
 def _page(name: str, parts: list[str]) -> str:

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from mtsearch.dashboard.ablation import ablation_for, condition_text, parallel_frame
+from mtsearch.dashboard.ablation import (
+    ablation_for,
+    condition_text,
+    model,
+    model_text,
+    parallel_frame,
+    single_level_text,
+    verdict_table,
+)
 from mtsearch.dashboard.curves import curves
 from mtsearch.dashboard.leaderboard import leaderboard
 from mtsearch.dashboard.sweeps import load_sweep
@@ -25,12 +33,35 @@ def test_ablation_marks_the_levels_that_are_worse_than_the_best(synthetic):
     ab = ablation_for(synthetic, "lr")
     overall = ab[ab["metric"] == "overall"]
     assert overall["is_best"].sum() == 1
+    assert list(overall["mean"]) == sorted(overall["mean"], reverse=True)  # levels by mean, best first
     best = overall[overall["is_best"]].iloc[0]["level"]
-    assert best == overall["level"].iloc[-1]  # levels in numeric order, the largest lr is best
-    assert overall[~overall["is_best"]]["distinguishable"].all()  # lr's effect is far above the noise
+    assert best == overall["level"].iloc[0] == "[0.001, 0.001]"  # the largest lr is best
+    assert (overall[~overall["is_best"]]["verdict"] == "worse").all()  # lr's effect is far above the noise
+    assert model(synthetic, "lr").kind == "observational"  # TPE chose the configurations
+    assert "observational" in model_text(synthetic, "lr") and "95% best set: [0.001, 0.001]" in model_text(
+        synthetic, "lr"
+    )
     sampler = ablation_for(synthetic, "sampler")
-    assert not sampler[sampler["metric"] == "overall"]["distinguishable"].any()  # sampler does nothing
+    assert not (sampler[sampler["metric"] == "overall"]["verdict"] == "worse").any()  # sampler does nothing
     assert condition_text(synthetic, "sampler_args.temperature") == "sampler = temperature"
+    table = verdict_table(synthetic, "sampler", "overall")
+    assert list(table.columns[:4]) == ["level", "mean", "diff from best", "interval low"]
+    assert set(table["verdict"]) <= {"in best set", "undetermined", "equivalent"}
+
+
+def test_a_conditional_dimension_with_one_level_is_one_line_not_a_panel(tmp_path):
+    sd = write_sweep(tmp_path / "runs", "one-level")
+    for conf in sorted((sd / "runs").glob("*/config.json")):  # every temperature run at T = 2.0
+        info = json.loads(conf.read_text())
+        if "sampler_args.temperature" in info["params"]:
+            info["params"]["sampler_args.temperature"] = 2.0
+            conf.write_text(json.dumps(info))
+    d = load_sweep(sd)
+    line = single_level_text(d, "sampler_args.temperature")
+    n = int((d.results.runs["sampler"] == "temperature").sum())
+    assert line.startswith("sampler_args.temperature (where sampler = temperature): one level, 2.0: overall ")
+    assert line.endswith(f"over {n} run(s); nothing to compare.")
+    assert single_level_text(d, "sampler") is None and model(d, "sampler").kind != "single level"
 
 
 def test_level_labels():
@@ -41,7 +72,7 @@ def test_level_labels():
 
 
 def test_a_list_valued_dimension_has_one_level_label_everywhere(tmp_path):
-    """Ablation, leaderboard, curves and the level order all spell a list choice the same way."""
+    """Ablation, leaderboard and curves all spell a list choice the same way."""
     sd = write_sweep(tmp_path / "runs", "lists")
     choices = [[0.5], [0.5, 0.75]]  # in choice order, not the alphabetical order of their labels
     meta = json.loads((sd / "sweep.json").read_text())
@@ -60,7 +91,7 @@ def test_a_list_valued_dimension_has_one_level_label_everywhere(tmp_path):
     d = load_sweep(sd)
     labels = ["[0.5]", "[0.5, 0.75]"]
     ab = ablation_for(d, "schedule_milestones")
-    assert list(dict.fromkeys(ab["level"])) == labels
+    assert set(ab["level"]) == set(labels)
     assert set(leaderboard(d)["schedule_milestones"]) == set(labels)
     frame, cos = curves(d)
     assert set(frame["schedule_milestones"]) == set(cos["schedule_milestones"]) == set(labels)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from mtsearch.dashboard import figures as F
 from mtsearch.dashboard.predictions import detailed_path
 from mtsearch.records import read_metrics
 from mtsearch.sweep.results import compute
@@ -96,12 +97,15 @@ def test_leaderboard_ranks_configurations_and_the_card_gives_the_command(smoke, 
     }  # conditional: n/a where it does not apply
     best = results.configurations.iloc[0]
     assert board.iloc[0]["sampler"] == best["sampler"]
-    # The card: the best configuration's scores and the command of its best seed.
+    # The card: the best configuration's scores and the command that trains it with all its seeds.
     labels = {m.proto.label: m.value for m in at.metric}
     assert labels["overall"] == f"{best['overall_mean']:.4f}"
     (code,) = at.code
-    assert code.value.startswith("mtsearch train --set ") and f"--set sampler={best['sampler']}" in code.value
-    assert re.search(r"--set seed=\d$", code.value)
+    seeds = " ".join(map(str, best["seed_values"]))
+    assert code.value.startswith(f"for seed in {seeds}; do mtsearch train --set ")
+    assert f"--set sampler={best['sampler']}" in code.value and code.value.endswith(
+        '--set "seed=$seed"; done'
+    )
     # Runs with their MLflow links (port from MTSEARCH_MLFLOW_PORT).
     runs = at.dataframe[1].value
     assert len(runs) == 4 and set(runs["status"]) == {"finished"}
@@ -116,25 +120,34 @@ def test_leaderboard_ranks_configurations_and_the_card_gives_the_command(smoke, 
     assert list(board["sts_mean"]) == sorted(board["sts_mean"], reverse=True)
 
 
-def test_ablation_view_plots_mean_and_interval_per_level(smoke, results):
+def test_ablation_view_plots_the_difference_from_the_best_per_level(smoke, results):
     at = run_app(view="Ablation")
     specs = charts(at)
-    assert [title(s).split(":")[0] for s in specs] == ["sampler", "sampler_args.temperature"]
+    # the conditional dimension has one level where it applies: one line, not a panel of plots
+    assert [title(s).split(":")[0] for s in specs] == ["sampler"]
+    assert any(
+        m.value.startswith("sampler_args.temperature (where sampler = temperature): one level, 2.0")
+        for m in at.markdown
+    )
     ab = results.ablation
     sampler = ab[(ab.dimension == "sampler") & (ab.metric == "overall")].set_index("level")
-    shown = points(specs[0], "x")  # the 'overall' panel
-    assert shown == pytest.approx(sampler["mean"].to_dict())
-    # the best level is green, the others are marked as (not) distinguishable from it
+    shown = {
+        y: x
+        for tr in specs[0]["data"]
+        if tr.get("xaxis", "x") == "x"
+        for x, y in zip(tr["x"], tr["y"], strict=True)
+    }
+    assert shown == pytest.approx(sampler["diff"].to_dict())  # the 'overall' panel: levels are rows
+    # colours are the verdicts of the model (two configurations x two seeds: both tested)
     names = {tr["name"]: tr["marker"]["color"] for tr in specs[0]["data"]}
-    assert names["best"] == "#1a9850"
-    assert set(names) <= {"best", "not distinguishable from best", "worse (p < 0.05)"}
-    assert any(tr.get("error_y", {}).get("visible") for tr in specs[0]["data"])
-    # the conditional dimension: only its one level, and says where it applies
-    assert "only where sampler = temperature" in title(specs[1])
-    assert list(points(specs[1], "x")) == ["2.0"]
+    assert (
+        set(names) <= set(F.VERDICT_COLOURS) and names.get("in best set") == F.VERDICT_COLOURS["in best set"]
+    )
+    assert all(tr.get("error_x", {}).get("visible") for tr in specs[0]["data"])
     table = at.dataframe[0].value
     assert list(dict.fromkeys(table["metric"])) == ["overall", "sst", "para", "sts"]
-    assert set(table["verdict"]) <= {"best", "not distinguishable from best", "worse (p < 0.05)"}
+    assert set(table["verdict"]) <= {"in best set", "equivalent", "undetermined", "worse"}
+    assert table["interval low"].notna().all()
 
 
 def test_importance_view_says_why_with_a_single_common_dimension(smoke):
@@ -258,14 +271,8 @@ def test_two_sweeps_side_by_side(both_root, dash_env):
     assert len(at.code) == 2
     at.sidebar.radio(key="view").set_value("Ablation").run()
     titles = [title(s).split(":")[0] for s in charts(at)]
-    assert titles == [
-        "sampler",
-        "sampler_args.temperature",
-        "lr",
-        "pooling",
-        "sampler",
-        "sampler_args.temperature",
-    ]
+    # smoke's temperature has one level (one line, no plot); synthetic's has several
+    assert titles == ["sampler", "lr", "pooling", "sampler", "sampler_args.temperature"]
 
 
 def test_a_running_sweep_shows_new_trials_at_the_next_refresh(synthetic_root, dash_env):

@@ -33,12 +33,15 @@ def test_report_of_the_smoke_sweep(smoke, tmp_path, capsys):
     res = compute("smoke")
     best = res.configurations.iloc[0]
     assert "Best configuration" in html and "mtsearch train --set model=tiny" in html
+    assert f"for seed in {' '.join(map(str, best['seed_values']))}; do" in html  # all its seeds
     assert f"{best['overall_mean']:.4f} ± {best['overall_sd']:.4f}" in html
-    assert html.count("<tr>") == 1 + len(res.configurations)  # body rows: the sweep, then each configuration
+    # body rows: the sweep, each configuration, then sampler's verdict table (one row a level)
+    levels = res.ablation[(res.ablation["dimension"] == "sampler") & (res.ablation["metric"] == "overall")]
+    assert html.count("<tr>") == 1 + len(res.configurations) + len(levels)
     titles = [f["layout"]["title"]["text"] for f in figures(html)]
-    assert titles[0].startswith("sampler: mean and 95% interval") and titles[1].startswith(
-        "sampler_args.temperature"
-    )
+    assert titles[0].startswith("sampler: difference from the best, simultaneous 95% intervals")
+    assert not any(t.startswith("sampler_args.temperature") for t in titles)  # one level: one line
+    assert "sampler_args.temperature (where sampler = temperature): one level, 2.0" in html
     assert any(t.startswith("Task trade-offs") for t in titles)
     assert any(t.startswith("Configurations over the dimensions") for t in titles)
     assert "Only one dimension applies to every completed trial" in html  # importance: plain message
@@ -51,4 +54,4 @@ def test_report_default_location_and_importance_plot(synthetic_root, dash_env, c
     html = out.read_text()
     (imp,) = [f for f in figures(html) if f["layout"]["title"]["text"].startswith("Which dimensions matter")]
     assert {tr["name"] for tr in imp["data"]} == {"overall", "sst", "para", "sts"}
-    assert len([f for f in figures(html) if "mean and 95% interval" in f["layout"]["title"]["text"]]) == 4
+    assert len([f for f in figures(html) if "difference from the best" in f["layout"]["title"]["text"]]) == 4

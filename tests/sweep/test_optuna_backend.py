@@ -79,7 +79,7 @@ def test_smoke_sweep_study_mlflow_and_results(sweep_env):
     res = compute("smoke")
     assert len(res.configurations) == 2 and set(res.configurations["seeds"]) == {2}
     text = format_results(res)
-    assert "ablation: sampler" in text and "round_robin" in text and "95% CI" in text
+    assert "ablation: sampler" in text and "round_robin" in text and "95% interval" in text
     trials_csv, ablation_csv = write_tables(res)
     assert trials_csv.read_text().count("\n") == 3
 
