@@ -27,6 +27,7 @@ from mtsearch.paths import project_root
 from mtsearch.registry import suggest
 from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
 from mtsearch.sweep.space_file import DimensionSpec, Profile, Source
+from mtsearch.sweep.stats import DELTA
 
 
 def spaces_dir() -> Path:
@@ -63,6 +64,7 @@ class Space:
     max_seeds: int = 0  # racing: the most seed indices a configuration may get; 0: as many as seeds
     base_seed: int = 0
     vary_data: bool = True
+    delta: float = DELTA  # the equivalence margin of the verdicts and of racing
 
     def __post_init__(self):
         if self.max_seeds < self.seeds:
@@ -185,6 +187,7 @@ class Space:
             "max_seeds": self.max_seeds,
             "base_seed": self.base_seed,
             "vary_data": self.vary_data,
+            "delta": self.delta,
             "algorithm": self.algorithm,
             "pruner": self.pruner,
             "trials": self.trials,
@@ -238,7 +241,7 @@ def load_space(name_or_path: str, profile: str = "cpu", extra_set: dict[str, Any
         name=spec.name or src.path.stem, path=src.path, description=spec.description or "", base=values,
         dimensions=_dimensions(src, values), objectives=objectives,
         seeds=seeds.min, max_seeds=seeds.max, base_seed=spec.base_seed, vary_data=spec.vary_data,
-        algorithm=spec.algorithm, pruner=spec.pruner, trials=budget.get("trials"), minutes=budget.get("minutes"),
+        delta=spec.delta, algorithm=spec.algorithm, pruner=spec.pruner, trials=budget.get("trials"), minutes=budget.get("minutes"),
         max_failures=spec.max_failures, profile=profile,
     )  # fmt: skip
     _check_search(src, space)

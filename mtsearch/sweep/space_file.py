@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mtsearch.errors import ConfigError
 from mtsearch.registry import suggest
 from mtsearch.sweep.algorithms import ALGORITHMS, PRUNERS
+from mtsearch.sweep.stats import DELTA
 
 
 class _Section(BaseModel):
@@ -212,6 +213,9 @@ class SpaceFile(_Section):
     seeds: SeedRange = SeedRange(min=1, max=1)
     base_seed: int = 0  # seed index k trains with derive_seed(base_seed, k)
     vary_data: bool = True  # false: every seed trains on the same data subset (that of seed index 0)
+    # Equivalence margin on the objective's scale: a level within delta of the best (95% confidence)
+    # is `equivalent`; racing stops when every best-set member is.
+    delta: float = DELTA
     algorithm: str = "tpe"
     pruner: str = "none"
     budget: Budget = Budget()
@@ -255,6 +259,13 @@ class SpaceFile(_Section):
         if isinstance(value, bool):
             return value
         raise ValueError(f"vary_data is true or false (got {value!r})")
+
+    @field_validator("delta", mode="before")
+    @classmethod
+    def _delta(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+            return float(value)
+        raise ValueError(f"delta is a margin on the score's scale, from 0 to 1 (got {value!r})")
 
     @field_validator("algorithm", "pruner", mode="before")
     @classmethod

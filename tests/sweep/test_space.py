@@ -90,6 +90,8 @@ def test_the_grid_is_a_tree(tmp_path):
          ["'lr': low must be a finite number (got -inf)"]),
         ("seeds: 2", "seeds: 2\nbase_seed: -1", ["base_seed must be a whole number from 0"]),
         ("seeds: 2", "seeds: 2\nvary_data: maybe", ["vary_data is true or false"]),
+        ("seeds: 2", "seeds: 2\ndelta: -0.01", ["delta is a margin on the score's scale, from 0 to 1"]),
+        ("seeds: 2", "seeds: 2\ndelta: many", ["delta is a margin on the score's scale"]),
     ],
 )  # fmt: skip
 def test_malformed_spaces_name_the_line_and_valid_names(tmp_path, old, new, fragments):
@@ -99,6 +101,14 @@ def test_malformed_spaces_name_the_line_and_valid_names(tmp_path, old, new, frag
         load_space(str(path))
     for frag in fragments:
         assert frag in str(err.value), str(err.value)
+
+
+def test_delta_is_a_space_setting_that_reaches_the_sweep_record(tmp_path):
+    assert load_space(str(write(tmp_path, GOOD))).delta == 0.005  # stats.DELTA, the documented default
+    sp = load_space(str(write(tmp_path, GOOD.replace("seeds: 2", "seeds: 2\ndelta: 0.01"))))
+    assert sp.delta == 0.01 and sp.describe()["delta"] == 0.01  # results and racing read sweep.json's copy
+    # an analysis setting: changing it does not make the sweep a different one
+    assert sp.fingerprint() == load_space(str(write(tmp_path, GOOD))).fingerprint()
 
 
 def test_unknown_space_and_profile(tmp_path):
