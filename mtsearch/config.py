@@ -75,6 +75,8 @@ class RunConfig(BaseModel):
     """Evaluate periodically on a fixed random subset of this many dev examples per task (None: all)."""
     final_eval: bool = True
     """After training, score the best checkpoint on the full dev sets (skipped when eval_limit already covers them)."""
+    held_out_score: bool = True
+    """Where no final evaluation on the full dev sets follows (final_eval off, or eval_limit already covering them): choose the best checkpoint on one half of each task's evaluation rows and score the run on the other half, so a run's score is not the maximum of several noisy evaluations of the same rows (false: chosen and scored on the same rows, an optimistic score)."""
     max_length: int = Field(128, ge=8, le=512)
     """Token budget of one input; longer inputs are truncated (longest sentence first)."""
     # extra labelled training rows (mtsearch/data/loaders.py: load_extra, tokens.py: concat_encoded)

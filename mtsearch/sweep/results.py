@@ -7,8 +7,8 @@ dimension, ``pruned_config``, ``run_dir``, ``seconds``), so they are the same wh
 backend ran the sweep and survive a crash of the sweep itself.
 
 A run's score is the runner's (:func:`mtsearch.sweep.runner.run_scores`): its best
-checkpoint's, on the full dev sets where ``final_eval`` ran, else its best periodic
-evaluation (optimistic: the honest split score of issue 10 is not in the trainer yet).
+checkpoint's, on the full dev sets where ``final_eval`` ran, else (``held_out_score``) on
+the half of the evaluation rows that did not choose the checkpoint.
 
 Per dimension and metric, :func:`mtsearch.sweep.stats.analyse` fits the model of the sweep
 (configuration + seed block; main effects and two-way interactions over a full grid;

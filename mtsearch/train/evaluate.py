@@ -46,6 +46,36 @@ def predict(
     return indices, out, (loss_sum / n_loss if n_loss else float("nan"))
 
 
+#: one task's evaluation: (dev row indices, predictions, golds, mean loss)
+Examples = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+
+
+def evaluate_examples(
+    model: MultitaskModel,
+    dev: dict[str, EncodedSplit],
+    subsets: dict[str, np.ndarray | None],
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    pad_id: int = 0,
+) -> dict[str, Examples]:
+    """Per task, the evaluated rows with their predictions, golds and the mean dev loss."""
+    out = {}
+    for task, enc in dev.items():
+        idx, preds, loss = predict(model, task, enc, subsets.get(task), device, precision, batch_size, pad_id)
+        out[task] = (idx, preds, np.asarray(enc.labels[idx], dtype=np.float64), loss)
+    return out
+
+
+def scores_on(examples: dict[str, Examples], rows: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Per-task score of ``examples``, restricted to the dev rows ``rows[task]`` when given."""
+    scores = {}
+    for task, (idx, preds, golds, _) in examples.items():
+        keep = slice(None) if rows is None else np.isin(idx, rows[task])
+        scores[task] = task_score(task, preds[keep], golds[keep])
+    return scores
+
+
 def evaluate(
     model: MultitaskModel,
     dev: dict[str, EncodedSplit],
@@ -56,9 +86,5 @@ def evaluate(
     pad_id: int = 0,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-task score and dev loss."""
-    scores, losses = {}, {}
-    for task, enc in dev.items():
-        idx, preds, loss = predict(model, task, enc, subsets.get(task), device, precision, batch_size, pad_id)
-        scores[task] = task_score(task, preds, enc.labels[idx])
-        losses[task] = loss
-    return scores, losses
+    examples = evaluate_examples(model, dev, subsets, device, precision, batch_size, pad_id)
+    return scores_on(examples), {t: e[3] for t, e in examples.items()}

@@ -156,6 +156,8 @@ class RunData:
     enc_dev: dict[str, Any]
     subsets: dict[str, np.ndarray | None]  # dev rows periodic evaluation scores; None: all
     pad_id: int
+    # held_out_score: per task (half A: chooses the checkpoint, half B: scores it); None: off
+    halves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     def training_splits(self) -> list:
         """Every training Split: the tasks' then the extra_data ones."""
@@ -208,6 +210,7 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
     for t, extra in extra_splits.items():
         enc_train[t] = concat_encoded(enc_train[t], encode_for_model(extra, tokenizer, config))
     enc_dev = {t: encode_for_model(s, tokenizer, config) for t, s in dev_splits.items()}
+    subsets = eval_subsets(enc_dev, config.eval_limit)
     return RunData(
         tokenizer,
         train_splits,
@@ -215,8 +218,9 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
         dev_splits,
         enc_train,
         enc_dev,
-        subsets=eval_subsets(enc_dev, config.eval_limit),
+        subsets=subsets,
         pad_id=tokenizer.pad_token_id or 0,
+        halves=eval_halves(enc_dev, subsets) if held_out(config, subsets) else None,
     )
 
 
@@ -233,6 +237,38 @@ def eval_subsets(enc_dev: dict[str, Any], eval_limit: int | None) -> dict[str, n
             np.sort(rng.choice(n, eval_limit, replace=False)) if eval_limit and n > eval_limit else None
         )
     return subsets
+
+
+def held_out(config: RunConfig, subsets: dict[str, np.ndarray | None]) -> bool:
+    """Is the run scored on evaluation rows that did not choose its checkpoint (held_out_score)?
+
+    Only needed where no final evaluation follows: a final evaluation scores the checkpoint on
+    the full dev sets, most of whose rows periodic evaluation never saw.
+    """
+    final_follows = config.final_eval and any(s is not None for s in subsets.values())
+    return config.held_out_score and not final_follows
+
+
+def eval_halves(
+    enc_dev: dict[str, Any], subsets: dict[str, np.ndarray | None]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per task, the evaluation rows split at random into half A (sorted) and half B (sorted).
+
+    The best checkpoint is the one with the best overall score on half A; the run's score is
+    that checkpoint's on half B. Choosing the best of several evaluations and reporting its
+    score on the same rows favours noisy curves; on rows that played no part in the choice
+    the score is unbiased. A fixed generator (like :func:`eval_subsets`), so every run of a
+    sweep is scored on the same rows and a paired bootstrap over them is possible.
+    """
+    rng = np.random.default_rng([EVAL_SUBSET_SEED, 1])
+    halves = {}
+    for t, enc in enc_dev.items():
+        rows = subsets.get(t)
+        rows = np.arange(len(enc)) if rows is None else rows
+        perm = rng.permutation(rows)
+        cut = len(perm) // 2
+        halves[t] = (np.sort(perm[:cut]), np.sort(perm[cut:]))
+    return halves
 
 
 def build_model(config: RunConfig, runtime: Runtime):
@@ -381,8 +417,10 @@ class Progress:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)  # the eval rows
-    best: dict[str, Any] = field(default_factory=dict)  # step, examples, scores, overall
+    best: dict[str, Any] = field(default_factory=dict)  # step, examples, scores, overall, chosen_by
     best_state: dict[str, torch.Tensor] | None = None  # the best evaluation's weights, on CPU
+    # the scored evaluation's examples: (which rows, per task (rows, predictions, golds, loss))
+    scored: tuple[str, dict[str, Any]] | None = None
 
     def result(self, run_dir: Path, status: str, seconds: float, final=None, error=None) -> TrainResult:
         return TrainResult(
@@ -413,6 +451,7 @@ def run_loop(run: Prepared, t_start: float) -> TrainResult:
         loop = _Loop(run, progress)  # inside: a bad budget for the phases fails the run
         status = loop.run()
         final = loop.final_eval()
+        loop.write_scored_examples()
         result = progress.result(path, status, seconds(), final)
     except Pruned:
         records.close(progress.result(path, "pruned", seconds()), "KILLED")
@@ -658,20 +697,30 @@ class _Loop:
         """Score the dev subsets, record the row, keep the best checkpoint, report; True if best."""
         done = self.progress
         t0 = time.perf_counter()
-        scores, dev_loss = self._score(self.data.subsets)
+        from mtsearch.train.evaluate import scores_on
+
+        examples = self._examples(self.data.subsets)
+        scores, dev_loss = scores_on(examples), {t: e[3] for t, e in examples.items()}
         grad_cosine = self._grad_cosine()
         done.eval_seconds += time.perf_counter() - t0
         row = self._eval_row(scores, dev_loss, train_loss)
+        halves = self.data.halves
+        if halves is not None:
+            # the checkpoint is chosen on half A; half B's scores are only recorded here
+            for key, half in (("half_a", 0), ("half_b", 1)):
+                part = scores_on(examples, {t: h[half] for t, h in halves.items()})
+                row[key] = {"scores": part, "overall": overall_score(part)}
         if grad_cosine is not None:
             row["grad_cosine"] = grad_cosine
         if self.rule.state():
             row["update_state"] = self.rule.state()  # e.g. the learned task log-variances
-        improved = not done.best or row["overall"] > done.best["overall"]
+        chosen_by = row["half_a"]["overall"] if halves is not None else row["overall"]
+        improved = not done.best or chosen_by > done.best["chosen_by"]
         row["best"] = improved
         done.history.append(row)
         self.records.rd.append_metrics(row)
         if improved:
-            self._keep_best(row)
+            self._keep_best(row, chosen_by, examples)
         flat = flat_metrics(row)
         if self.records.mirror is not None:
             self.records.mirror.log_metrics(done.step, flat)
@@ -679,11 +728,12 @@ class _Loop:
             self.report(done.step, flat)  # may raise Pruned
         return improved
 
-    def _score(self, subsets: dict[str, np.ndarray | None]) -> tuple[dict[str, float], dict[str, float]]:
-        from mtsearch.train.evaluate import evaluate
+    def _examples(self, subsets: dict[str, np.ndarray | None]) -> dict[str, Any]:
+        """Per task, the evaluated dev rows with predictions, golds and mean loss (evaluate_examples)."""
+        from mtsearch.train.evaluate import evaluate_examples
 
         data = self.data
-        return evaluate(
+        return evaluate_examples(
             self.model,
             data.enc_dev,
             subsets,
@@ -730,10 +780,24 @@ class _Loop:
             ),
         }
 
-    def _keep_best(self, row: dict[str, Any]) -> None:
-        """Remember the evaluation and the model's weights; save them with save_checkpoint."""
+    def _keep_best(self, row: dict[str, Any], chosen_by: float, examples: dict[str, Any]) -> None:
+        """Remember the evaluation, its scored examples and the model's weights; save them with
+        save_checkpoint. With held-out halves the best's scores are half B's (``chosen_by``
+        is half A's overall, which chose it); otherwise the evaluated rows'."""
         done = self.progress
-        done.best = {k: row[k] for k in ("step", "examples", "scores", "overall")}
+        halves = self.data.halves
+        scored = row["half_b"] if halves is not None else row
+        done.best = {"step": row["step"], "examples": row["examples"], "scores": scored["scores"],
+                     "overall": scored["overall"], "chosen_by": chosen_by,
+                     "chosen_on": "half_a" if halves is not None else "eval_rows"}  # fmt: skip
+        if halves is not None:
+            keep = {t: np.isin(e[0], halves[t][1]) for t, e in examples.items()}
+            done.scored = (
+                "half_b",
+                {t: (e[0][keep[t]], e[1][keep[t]], e[2][keep[t]]) for t, e in examples.items()},
+            )
+        else:
+            done.scored = ("eval_rows", {t: e[:3] for t, e in examples.items()})
         done.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         if self.config.save_checkpoint:
             self.records.rd.save_checkpoint(
@@ -751,8 +815,12 @@ class _Loop:
         needed = self.config.final_eval and any(s is not None for s in data.subsets.values())
         if not needed or done.best_state is None:
             return None
+        from mtsearch.train.evaluate import scores_on
+
         self.model.load_state_dict(done.best_state)
-        scores, dev_loss = self._score({t: None for t in data.enc_dev})
+        examples = self._examples({t: None for t in data.enc_dev})
+        scores, dev_loss = scores_on(examples), {t: e[3] for t, e in examples.items()}
+        done.scored = ("full_dev", {t: e[:3] for t, e in examples.items()})
         row = {
             "kind": "final",
             "step": done.best.get("step"),
@@ -764,6 +832,12 @@ class _Loop:
         }
         self.records.rd.append_metrics(row)
         return scores
+
+    def write_scored_examples(self) -> None:
+        """eval_examples.npz: the scored evaluation's rows, predictions and golds, for the paired
+        bootstrap of mtsearch results (evaluation-set noise beside the seed noise)."""
+        if self.progress.scored is not None:
+            self.records.rd.write_eval_examples(*self.progress.scored)
 
 
 def _check_phases(config: RunConfig, plan: StepPlan) -> None:

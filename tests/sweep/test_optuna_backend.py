@@ -80,6 +80,9 @@ def test_smoke_sweep_study_mlflow_and_results(sweep_env):
     assert len(res.configurations) == 2 and set(res.configurations["seeds"]) == {2}
     text = format_results(res)
     assert "ablation: sampler" in text and "round_robin" in text and "95% interval" in text
+    # Every run scored the same held-out rows and stored them: the evaluation-set noise is shown.
+    noise = res.eval_noise[("sampler", "overall")]
+    assert noise["which"] == "half_b" and noise["level_sd"] and "noise: evaluation set" in text
     trials_csv, ablation_csv = write_tables(res)
     assert trials_csv.read_text().count("\n") == 3
 

@@ -49,7 +49,43 @@ def test_run_directory_describes_itself(data_dir, runs):
     state = load_file(str(d / "best.safetensors"))
     assert any(k.startswith("encoder.") for k in state) and "heads.sst.proj.weight" in state
     saved = json.loads((d / "result.json").read_text())
-    assert saved["status"] == "finished" and saved["best"]["overall"] == max(r["overall"] for r in evals)
+    # Held-out score: the checkpoint is the evaluation best on half A, scored on half B.
+    chosen = max(evals, key=lambda r: r["half_a"]["overall"])
+    assert saved["status"] == "finished" and saved["best"]["step"] == chosen["step"]
+    assert saved["best"]["overall"] == chosen["half_b"]["overall"] and saved["best"]["chosen_on"] == "half_a"
+    running = [max(r["half_a"]["overall"] for r in evals[: i + 1]) for i in range(len(evals))]
+    flags = [i == 0 or r["half_a"]["overall"] > running[i - 1] for i, r in enumerate(evals)]
+    assert [r["best"] for r in evals] == flags  # each row says whether half A improved on it
+
+
+def test_the_score_comes_from_rows_that_did_not_choose_the_checkpoint(data_dir, runs):
+    from mtsearch.records import read_eval_examples
+    from mtsearch.tasks import overall_score, task_score
+
+    result = train(tiny_config(data_dir, name="held", max_steps=9, eval_every=3))
+    evals = _evals(result)
+    # the halves split the 100 evaluation rows per task into 50 + 50, the same rows at every evaluation
+    which, examples = read_eval_examples(result.run_dir)
+    assert which == "half_b" and {t: len(e[0]) for t, e in examples.items()} == {
+        "sst": 50,
+        "para": 50,
+        "sts": 50,
+    }
+    best = json.loads((result.run_dir / "result.json").read_text())["best"]
+    chosen = max(evals, key=lambda r: r["half_a"]["overall"])  # the first of equals: a strict '>' keeps it
+    assert best["step"] == chosen["step"] and best["scores"] == chosen["half_b"]["scores"]
+    # the stored examples are the scored ones: recomputing the score from them gives the run's score
+    again = {t: task_score(t, pred, gold) for t, (_, pred, gold) in examples.items()}
+    assert again == pytest.approx(best["scores"]) and overall_score(again) == pytest.approx(best["overall"])
+    # half A and half B are disjoint, and half B is what was stored
+    other = train(tiny_config(data_dir, name="same-rows", held_out_score=False, max_steps=9, eval_every=3))
+    which_all, all_rows = read_eval_examples(other.run_dir)
+    assert which_all == "eval_rows" and all(len(e[0]) == 100 for e in all_rows.values())
+    for t, (rows, _, _) in examples.items():
+        assert set(rows) < set(all_rows[t][0])
+    # without held-out halves the score is the best evaluation's own (optimistic, as before)
+    plain = _evals(other)
+    assert other.best["overall"] == max(r["overall"] for r in plain) and "half_a" not in plain[0]
 
 
 def test_final_eval_scores_the_best_checkpoint_on_full_dev(data_dir, runs, monkeypatch):
@@ -66,6 +102,12 @@ def test_final_eval_scores_the_best_checkpoint_on_full_dev(data_dir, runs, monke
     rows = read_metrics(result.run_dir / "metrics.jsonl")
     assert rows[-1]["kind"] == "final" and rows[-1]["dev_sizes"] == {"sst": 150, "para": 150, "sts": 150}
     assert result.final == rows[-1]["scores"] and result.scores == result.final
+    # the full dev sets score the checkpoint, so the periodic rows are not split in halves
+    assert "half_a" not in rows[0] and result.best["chosen_on"] == "eval_rows"
+    from mtsearch.records import read_eval_examples
+
+    which, examples = read_eval_examples(result.run_dir)
+    assert which == "full_dev" and {t: len(e[0]) for t, e in examples.items()} == rows[-1]["dev_sizes"]
 
 
 def test_early_stopping_and_pruning(data_dir, runs):
