@@ -250,10 +250,13 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from mtsearch.config import parse_set
     from mtsearch.sweep.verify import format_plan, format_verify, plan_verify, run_verify
 
-    extra = {"data_dir": args.data_dir} if args.data_dir else {}
-    plan = plan_verify(args.sweep, args.profile, args.top, args.worst, extra)
+    extra = parse_set(args.set or [])
+    if args.data_dir:
+        extra["data_dir"] = args.data_dir
+    plan = plan_verify(args.sweep, args.profile, args.top, args.worst, extra, seeds=args.seeds)
     print(format_plan(plan), flush=True)
     out = run_verify(plan, mlflow=not args.no_mlflow, progress=not args.quiet)
     print(format_verify(out, plan.verify_dir / "verify.json"))
@@ -364,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "fine-tuning)")  # fmt: skip
     vf.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
     vf.add_argument("--worst", type=int, default=2, help="how many of the worst configurations (default 2)")
+    vf.add_argument("--seeds", type=int, default=None,
+                    help="seed indices to re-run per configuration: the first N that every chosen configuration "
+                    "has (default: all of those)")  # fmt: skip
+    vf.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key of the long runs (repeatable), e.g. max_steps=200")  # fmt: skip
     vf.add_argument("--data-dir")
     vf.add_argument("--no-mlflow", action="store_true", help="do not mirror the runs into MLflow")
     vf.add_argument("--quiet", action="store_true", help="no line per run")

@@ -178,8 +178,20 @@ class VerifyPlan:
         return [RunKey(c.long_hash, k) for c in self.chosen for k in sorted(c.seeds)]
 
 
-def plan_verify(sweep: str, profile: str, top: int, worst: int = 2, extra_set: dict[str, Any] | None = None):
-    """Check the request and choose the runs, before anything trains; every bad input is one ConfigError."""
+def plan_verify(
+    sweep: str,
+    profile: str,
+    top: int,
+    worst: int = 2,
+    extra_set: dict[str, Any] | None = None,
+    seeds: int | None = None,
+):
+    """Check the request and choose the runs, before anything trains; every bad input is one ConfigError.
+
+    The runs are the chosen configurations' seed indices that all of them have (after a
+    raced sweep the best have more seeds than the worst; comparing means over different seeds
+    would mix seed luck into the ranking), or the first ``seeds`` of those.
+    """
     from mtsearch.config import apply_overrides
     from mtsearch.sweep.keys import DONE
     from mtsearch.sweep.results import find_sweep
@@ -190,6 +202,9 @@ def plan_verify(sweep: str, profile: str, top: int, worst: int = 2, extra_set: d
         raise ConfigError(
             f"--top is how many of the best configurations to verify, a whole number >= 1 (got {top})"
         )
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"--seeds is how many seed indices to re-run per configuration, a whole number >= 1 "
+                          f"(got {seeds})")  # fmt: skip
     if not isinstance(worst, int) or worst < 0:
         raise ConfigError(f"--worst is how many of the worst configurations to verify, a whole number >= 0 "
                           f"(got {worst})")  # fmt: skip
@@ -241,9 +256,19 @@ def plan_verify(sweep: str, profile: str, top: int, worst: int = 2, extra_set: d
     order = list(means.index)
     picked = [(h, "top") for h in order[:top]]
     picked += [(h, "worst") for h in order[::-1][:worst] if h not in order[:top]]
+    shared = sorted(
+        set.intersection(*(set(ok.loc[ok["config_hash"] == h, "seed_index"].astype(int)) for h, _ in picked))
+    )
+    if not shared:
+        raise ConfigError("the chosen configurations share no finished seed index: verify compares them on the "
+                          "same seeds")  # fmt: skip
+    if seeds is not None and seeds > len(shared):
+        raise ConfigError(f"--seeds {seeds}: the chosen configurations share only {len(shared)} finished seed "
+                          f"indices ({', '.join(map(str, shared))})")  # fmt: skip
+    use = shared[:seeds] if seeds is not None else shared
     chosen = []
     for h, role in picked:
-        g = ok[ok["config_hash"] == h].sort_values("seed_index")
+        g = ok[(ok["config_hash"] == h) & ok["seed_index"].astype(int).isin(use)].sort_values("seed_index")
         params = g["params"].iloc[0]
         seeds = {int(k): int(s) for k, s in zip(g["seed_index"], g["seed"], strict=True)}
         for k, s in seeds.items():  # same base seed in the file: same derived seed per index

@@ -152,6 +152,10 @@ def test_verify_trains_the_chosen_configurations_with_the_sweep_seeds_and_resume
         (["verify", "smoke", "--profile", "huge"], "mtsearch: error: smoke.yaml:"),
         (["verify", "smoke", "--profile", "cpu"], "mtsearch: error: --profile cpu is the profile sweep 'smoke' ran with"),
         (["verify", "one"], "mtsearch: error: sweep 'one' has 1 finished configuration(s); verify compares"),
+        (["verify", "smoke", "--seeds", "0"], "mtsearch: error: --seeds is how many seed indices to re-run"),
+        (["verify", "smoke", "--seeds", "3"],
+         "mtsearch: error: --seeds 3: the chosen configurations share only 2 finished seed indices (0, 1)"),
+        (["verify", "smoke", "--set", "max_steps=0"], "mtsearch: error: "),
     ],
 )  # fmt: skip
 def test_bad_verify_requests_end_in_one_line(sweep_env, argv, message, capsys, monkeypatch):
@@ -166,7 +170,24 @@ def test_bad_verify_requests_end_in_one_line(sweep_env, argv, message, capsys, m
     assert not list((sweep_env / "sweeps").glob("*/verify"))
 
 
-def _fake_sweep(runs: Path, name: str, configs: int) -> None:
+def test_a_raced_sweep_is_verified_on_the_seed_indices_every_chosen_configuration_has(sweep_env):
+    """Racing gave the best configuration 4 seeds and the other 2: both are compared on seeds 0 and 1."""
+    from mtsearch.sweep.verify import plan_verify
+
+    _fake_sweep(sweep_env, "raced", configs=2, extra_seeds={1: 2})
+    plan = plan_verify("raced", "long", top=1, worst=1)
+    assert [sorted(c.seeds) for c in plan.chosen] == [[0, 1], [0, 1]]
+    assert [sorted(c.cheap) for c in plan.chosen] == [[0, 1], [0, 1]]
+    assert [sorted(c.seeds) for c in plan_verify("raced", "long", top=1, worst=1, seeds=1).chosen] == [
+        [0],
+        [0],
+    ]
+    # --set reaches the long runs' settings
+    plan = plan_verify("raced", "long", top=1, worst=1, extra_set={"max_steps": 7})
+    assert plan.space.base["max_steps"] == 7
+
+
+def _fake_sweep(runs: Path, name: str, configs: int, extra_seeds: dict[int, int] | None = None) -> None:
     """A finished smoke sweep's folders without training: sweep.json, config.json, run.json and result.json."""
     from mtsearch.records import write_json
     from mtsearch.sweep.keys import RunKey, run_dir
@@ -177,7 +198,7 @@ def _fake_sweep(runs: Path, name: str, configs: int) -> None:
     ctx = prepare_sweep(space, name, "optuna", mlflow=False)
     for i, params in enumerate(space.grid()[:configs]):
         h = register_configuration(ctx, params)
-        for k in range(space.seeds):
+        for k in range(space.seeds + (extra_seeds or {}).get(i, 0)):
             rd = run_dir(ctx.sweep_dir, RunKey(h, k))
             write_json(rd / "run.json", {"seed": space.seed_for(k), "params": params})
             scores = {"sst": 0.3 + 0.1 * i, "para": 0.6, "sts": 0.2}
