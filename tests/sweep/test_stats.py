@@ -166,6 +166,19 @@ def test_holm_pvalues_and_bonferroni_intervals_against_the_observed_best():
     assert lean["verdict"].tolist() == a.table["verdict"].tolist() and lean["p_holm"].isna().all()
 
 
+def test_the_batched_holm_adjustment_is_statsmodels_holm_row_by_row():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    p = (
+        rng.uniform(0, 1, (40, 6)) ** 3
+    )  # many small p-values: some rows reject, some not (each statsmodels call collects garbage: few rows)
+    p[0] = [0.01, 0.01, 0.5, 1.0, 0.02, 0.01]  # ties and a 1
+    got = stats.holm_batch(p)
+    want = np.stack([multipletests(row, method="holm")[1] for row in p])
+    assert np.allclose(got, want, rtol=0, atol=1e-15)
+
+
 def test_each_verdict_has_its_rule():
     # residual sd 0.002 over 6 shared seeds: MCB half-width 0.0033, against delta 0.005
     noise = np.array([0.002, -0.002, 0.001, -0.001, 0.0015, -0.0015])
