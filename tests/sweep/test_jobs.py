@@ -85,7 +85,7 @@ def _job_run(sweep_dir: Path, parent: int) -> Path | None:
 
 def test_ctrl_c_stops_the_jobs_and_their_runs_are_trained_on_resume(jobs_env, tmp_path):
     runs = jobs_env
-    space = F.fault_space(tmp_path, "stop", seeds=1, steps=300)  # runs long enough to interrupt one
+    space = F.fault_space(tmp_path, "stop", seeds=1, steps=80)  # runs long enough (seconds) to interrupt one
     env = F.sweep_env(runs, Path(os.environ["MTSEARCH_DATA"]), Path(os.environ["MTSEARCH_CACHE"]))
     cmd = [sys.executable, "-m", "mtsearch.cli", "sweep", str(space), "--quiet", "--jobs", "2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
