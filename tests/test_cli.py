@@ -30,6 +30,29 @@ def one_clear_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
         assert frag in errors[0], errors[0]
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``mtsearch(...)`` in this process: the same main() the script runs, without an interpreter
+    start (~3 s each) per call. Used for refusals, which end before anything trains; an
+    exception escaping main() fails the test just as a traceback would. The tests above the
+    refusals run the real script."""
+    from mtsearch.cli import main
+
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as m:
+            for k, v in (env or {}).items():
+                m.setenv(k, v)
+            capsys.readouterr()
+            try:
+                code = main(list(args))
+            except SystemExit as stop:  # argparse's own refusals
+                code = stop.code
+            out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
+
+
 SMALL = [
     "--set", "model=tiny", "--set", "train_limit=240", "--set", "eval_limit=120", "--set", "max_steps=8",
     "--set", "eval_every=4", "--set", "batch_size=16", "--set", "max_length=64", "--set", "final_eval=false",
@@ -90,28 +113,26 @@ def test_dims_lists_config_and_strategies():
     assert "lr " in proc.stdout and "sampler=round_robin" in proc.stdout
 
 
-def test_unknown_config_key(runs, data_dir):
-    one_clear_error(mtsearch("train", "--data-dir", str(data_dir), "--set", "learning_rate=1e-4"),
+def test_unknown_config_key(runs, data_dir, cli):
+    one_clear_error(cli("train", "--data-dir", str(data_dir), "--set", "learning_rate=1e-4"),
                     "unknown config key 'learning_rate'")  # fmt: skip
 
 
-def test_value_out_of_range(runs, data_dir, tmp_path):
+def test_value_out_of_range(runs, data_dir, tmp_path, cli):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model: tiny\nbatch_size: -4\n")
-    one_clear_error(mtsearch("train", "--config", str(cfg), "--data-dir", str(data_dir)), "batch_size")
+    one_clear_error(cli("train", "--config", str(cfg), "--data-dir", str(data_dir)), "batch_size")
 
 
-def test_missing_data_folder(runs, tmp_path):
+def test_missing_data_folder(runs, tmp_path, cli):
     missing = tmp_path / "no-data"
-    one_clear_error(
-        mtsearch("train", "--data-dir", str(missing), *SMALL), str(missing), "mtsearch data fetch"
-    )
-    one_clear_error(mtsearch("train", *SMALL, env={"MTSEARCH_DATA": str(missing)}), str(missing))
+    one_clear_error(cli("train", "--data-dir", str(missing), *SMALL), str(missing), "mtsearch data fetch")
+    one_clear_error(cli("train", *SMALL, env={"MTSEARCH_DATA": str(missing)}), str(missing))
 
 
-def test_missing_model(runs, data_dir, tmp_path):
+def test_missing_model(runs, data_dir, tmp_path, cli):
     one_clear_error(
-        mtsearch("train", "--data-dir", str(data_dir), "--set", f"model={tmp_path / 'my-bert'}"),
+        cli("train", "--data-dir", str(data_dir), "--set", f"model={tmp_path / 'my-bert'}"),
         "my-bert", "no such folder",
     )  # fmt: skip
 
@@ -137,32 +158,28 @@ def test_fetch_offline_without_mirror_says_what_to_set(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", ""])
-def test_a_run_name_that_leaves_runs_is_refused(runs, data_dir, name):
-    one_clear_error(mtsearch("train", "--data-dir", str(data_dir), "--name", name, *SMALL), "--name")
+def test_a_run_name_that_leaves_runs_is_refused(runs, data_dir, name, cli):
+    one_clear_error(cli("train", "--data-dir", str(data_dir), "--name", name, *SMALL), "--name")
     if name:  # `--set name=` is null: the default name
-        one_clear_error(
-            mtsearch("train", "--data-dir", str(data_dir), "--set", f"name={name}", *SMALL), "name:"
-        )
+        one_clear_error(cli("train", "--data-dir", str(data_dir), "--set", f"name={name}", *SMALL), "name:")
     assert not runs.exists() or not any(runs.iterdir())
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2 (issue 9)
-def test_a_config_file_that_is_not_utf8(runs, data_dir, tmp_path):
+def test_a_config_file_that_is_not_utf8(runs, data_dir, tmp_path, cli):
     cfg = tmp_path / "latin1.yaml"
     cfg.write_bytes("model: tiny\n# réglages\n".encode("latin-1"))
-    one_clear_error(
-        mtsearch("train", "--config", str(cfg), "--data-dir", str(data_dir)), str(cfg), "not UTF-8"
-    )
+    one_clear_error(cli("train", "--config", str(cfg), "--data-dir", str(data_dir)), str(cfg), "not UTF-8")
 
 
-def test_a_space_file_that_is_not_utf8(runs, tmp_path):
+def test_a_space_file_that_is_not_utf8(runs, tmp_path, cli):
     space = tmp_path / "mine.yaml"
     space.write_bytes(b"name: mine\n\xff\xfe\x00\x01\n")
-    one_clear_error(mtsearch("sweep", str(space)), str(space), "not UTF-8")
+    one_clear_error(cli("sweep", str(space)), str(space), "not UTF-8")
 
 
 @pytest.mark.parametrize("content", ["header only", "every row malformed"])
-def test_a_training_file_without_usable_rows(runs, tmp_path, content):
+def test_a_training_file_without_usable_rows(runs, tmp_path, content, cli):
     data = tmp_path / "data"
     data.mkdir()
     for f in FIXTURES.iterdir():
@@ -170,7 +187,7 @@ def test_a_training_file_without_usable_rows(runs, tmp_path, content):
     header = (FIXTURES / "ids-sst-train.csv").read_text().splitlines()[0]
     rows = "" if content == "header only" else "0\tid1\ta sentence\tseven\n1\tid2\tanother\t\n"
     (data / "ids-sst-train.csv").write_text(header + "\n" + rows)
-    proc = mtsearch("train", "--data-dir", str(data), *SMALL, "--set", "mlflow=false")
+    proc = cli("train", "--data-dir", str(data), *SMALL, "--set", "mlflow=false")
     one_clear_error(proc, "ids-sst-train.csv", "no usable rows for task 'sst' (train")
     if content != "header only":
         assert "malformed row(s) skipped" in proc.stderr
@@ -235,12 +252,12 @@ def test_predict_on_a_damaged_run(runs, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_runs_folder_that_is_a_file(runs, data_dir, tmp_path):
+def test_runs_folder_that_is_a_file(runs, data_dir, tmp_path, cli):
     a_file = tmp_path / "runs-file"
     a_file.write_text("")
     env = {"MTSEARCH_RUNS": str(a_file)}
-    one_clear_error(mtsearch("train", "--data-dir", str(data_dir), *SMALL, env=env), str(a_file), "is a file")
-    one_clear_error(mtsearch("sweep", "smoke", env=env), "MTSEARCH_RUNS", "is a file")
+    one_clear_error(cli("train", "--data-dir", str(data_dir), *SMALL, env=env), str(a_file), "is a file")
+    one_clear_error(cli("sweep", "smoke", env=env), "MTSEARCH_RUNS", "is a file")
 
 
 @pytest.fixture
@@ -265,17 +282,17 @@ def read_only_dir(tmp_path):
         folder.chmod(0o755)
 
 
-def test_runs_folder_that_is_read_only(runs, data_dir, read_only_dir):
+def test_runs_folder_that_is_read_only(runs, data_dir, read_only_dir, cli):
     for runs_env in (read_only_dir, read_only_dir / "runs"):  # the folder itself, or one to create in it
         env = {"MTSEARCH_RUNS": str(runs_env), "MTSEARCH_CACHE": ""}
-        proc = mtsearch("train", "--data-dir", str(data_dir), *SMALL, env=env)
+        proc = cli("train", "--data-dir", str(data_dir), *SMALL, env=env)
         one_clear_error(proc, str(runs_env), "MTSEARCH_RUNS", "not writable")
-        one_clear_error(mtsearch("sweep", "smoke", env=env), "not writable")
+        one_clear_error(cli("sweep", "smoke", env=env), "not writable")
 
 
 @pytest.mark.parametrize("weight", ["-1", ".nan", ".inf"])
-def test_a_loss_weight_must_be_finite_and_not_negative(runs, data_dir, weight):
-    proc = mtsearch(
+def test_a_loss_weight_must_be_finite_and_not_negative(runs, data_dir, weight, cli):
+    proc = cli(
         "train", "--data-dir", str(data_dir), *SMALL, "--set", f"update_args.weights={{sst: {weight}}}"
     )
     one_clear_error(
@@ -283,7 +300,5 @@ def test_a_loss_weight_must_be_finite_and_not_negative(runs, data_dir, weight):
     )
 
 
-def test_tasks_given_as_a_number_names_the_key(runs, data_dir):
-    one_clear_error(
-        mtsearch("train", "--data-dir", str(data_dir), "--set", "tasks=5"), "tasks:", "list of task"
-    )
+def test_tasks_given_as_a_number_names_the_key(runs, data_dir, cli):
+    one_clear_error(cli("train", "--data-dir", str(data_dir), "--set", "tasks=5"), "tasks:", "list of task")
