@@ -1,7 +1,8 @@
 """Decision cost: racing (seeds 2..10) against a fixed grid of 10 seeds, on sweeps simulated from a real one.
 
-The real sweep is the `sampling` sweep (8 samplers): runs/sweeps/sampling when it exists,
-else the committed benchmarks/data/sampling-runs.json (see its provenance). From it:
+The real sweep is the `sampling` sweep (10 samplers x 2 seeds): runs/sweeps/sampling when it
+exists, else the committed benchmarks/data/sampling-runs.json (the runs table of such a sweep,
+see its provenance). From it:
 - the level means and their covariance (sweep/stats.py's model), from which each simulated
   sweep draws its true effects (so the truths vary around the real estimates);
 - the seed noise: the residual sd of the seed-blocked model and the sd of the shared seed
@@ -9,11 +10,15 @@ else the committed benchmarks/data/sampling-runs.json (see its provenance). From
   sd and no shared seed effect.
 
 Each simulated sweep draws every configuration's 10 seeds once (common random numbers); the
-fixed grid analyses all of them, racing (mtsearch.sweep.racing.decide, round by round as a
-sweep calls it) only the runs it asks for. Reported: racing's runs over the grid's (target
-<= 0.5) and how often the two reach the same verdict per configuration and per sweep.
+fixed grid analyses all of them, racing (mtsearch.sweep.racing.decide with its default policy,
+futility stop included, round by round as a sweep calls it) only the runs it asks for.
+Reported: racing's runs over the grid's (target <= 0.5) and how often the two reach the same
+verdict per configuration (target >= 95%) and per sweep, each with its Monte-Carlo standard
+error over the simulated sweeps (the configurations of one sweep are not independent); also
+the same decision (worse / equivalent / open: 'in best set' and 'undetermined' differ only in
+which open member has the highest mean) and the verdicts that differ.
 
-    python benchmarks/bench_decision.py [--sims 200] [--out runs/bench/decision.json]
+    python benchmarks/bench_decision.py [--sims 100] [--futility 0.1] [--out runs/bench/decision.json]
 """
 
 from __future__ import annotations
