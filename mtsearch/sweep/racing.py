@@ -9,8 +9,24 @@ leaves the race for good. The race stops when
 
 - the best set has one member left (``one set member``),
 - every member is within delta of the best with 95% confidence (``all members within delta``),
-- the contenders have ``max`` seeds (``max seeds``), or
+- the contenders have ``max`` seeds (``max seeds``),
+- further seeds would very probably leave every verdict as it is (``further seeds cannot decide
+  by max``, futility), or
 - the next round would exceed the run budget (``budget``).
+
+Futility. Every member but the observed best is ``undetermined`` (or ``equivalent``), and the
+chance that racing on to ``max`` seeds would decide any of the undetermined ones is below
+``futility`` (default :data:`FUTILITY`). A member's chance is its predictive power
+(Spiegelhalter, Freedman & Blackburn 1986): with n seeds, a difference d from the best and a
+residual sd s, the difference's estimate at ``max`` seeds is normal around d with variance
+2 s^2 (max - n) / (max n) (the true difference unknown around d, flat prior), and it is decided
+when that estimate is below -h (worse) or above h - delta (equivalent), h = q s sqrt(2 / max)
+the half-width of the verdict intervals on a balanced ``max``-seed grid (q the Tukey-Kramer
+value of :mod:`mtsearch.sweep.stats` at (k - 1)(max - 1) df). The race's chance is the sum of
+its members' (a bound on the chance that any one is decided). Near-ties that no affordable
+number of seeds separates are where a race spends most; stopping them leaves them
+``undetermined``, which is what ``max`` seeds would almost surely say too. The whole race stops
+at once, so the seed blocks stay balanced; ``futility: 0`` switches the rule off.
 
 :func:`decide` is a pure function of the runs table (one row per run directory): it replays
 the rounds from the seed indices already run (round r's contenders are the decision on the
@@ -21,10 +37,14 @@ same decision and finds the runs a round still lacks. Pruned configurations leav
 Each round is a look at the data: a configuration excluded at some round by bad luck stays
 out, so the race's chance of losing a truly tied best is larger than one look's 5%.
 benchmarks/bench_decision.py measures how often the raced verdicts agree with a fixed grid.
+
+Every decision replays the rounds, so the analyses of the rounds before are memoised (a pure
+function of the runs they saw).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +62,8 @@ ONE_MEMBER = "one set member"
 WITHIN_DELTA = "all members within delta"
 MAX_SEEDS = "max seeds"
 BUDGET = "budget"
+FUTILE = "further seeds cannot decide by max"
+FUTILITY = 0.1  # the race stops when racing on to max would decide a member with less than this chance
 
 
 @dataclass(frozen=True)
@@ -53,10 +75,13 @@ class RaceSpec:
     delta: float = stats.DELTA
     budget: int | None = None  # most runs the sweep may spend in all (None: no limit)
     alpha: float = stats.ALPHA
+    futility: float = FUTILITY  # 0: no futility stop (members race on until decided, or to max)
 
     def __post_init__(self):
         if not (1 <= self.min <= self.max):
             raise ValueError(f"racing needs 1 <= min <= max seeds (got min {self.min}, max {self.max})")
+        if not (0 <= self.futility < 1):
+            raise ValueError(f"racing needs 0 <= futility < 1 (got {self.futility})")
 
     @classmethod
     def of(cls, spec: Any) -> RaceSpec:
@@ -138,7 +163,7 @@ def decide(runs, spec) -> RaceDecision:
     r = spec.min
     while True:
         seen = usable[usable["seed_index"] < r]
-        a = stats.analyse(seen, "config", metric="score", delta=spec.delta, alpha=spec.alpha, details=False)
+        a = _analyse(seen, spec.delta, spec.alpha)
         verdict = dict(zip(a.table["level"], a.table["verdict"], strict=True)) if len(a.table) else {}
         rows = a.table.set_index("level") if len(a.table) else None
         for c in alive:
@@ -152,7 +177,10 @@ def decide(runs, spec) -> RaceDecision:
         alive = [c for c in alive if c not in out_at]
         members = [c for c in a.best_set if c in alive]
         why |= out_at | {c: _member_text(c, rows, verdict, spec) for c in members}
-        decision = _stop(a, members, verdict, r, spec, int((done["seed_index"] < r).sum()), why, seeds)
+        n_seen = seen.groupby("config_hash").size().to_dict()
+        decision = _stop(
+            a, members, verdict, rows, n_seen, r, spec, int((done["seed_index"] < r).sum()), why, seeds
+        )
         if decision is not None:
             return decision
         lacking = [c for c in members if r not in have[c]]
@@ -172,7 +200,50 @@ def _member_text(c: str, rows, verdict: dict[str, str], spec: RaceSpec) -> str:
     return f"in the best set (upper bound {rows.loc[c, 'high']:+.4f} > 0)"
 
 
-def _stop(a, members, verdict, r, spec, runs_done, why, seeds) -> RaceDecision | None:
+def _analyse(seen, delta: float, alpha: float):
+    """The analysis of the runs seen so far (memoised: each decision replays the rounds before it)."""
+    key = tuple(
+        sorted(
+            zip(seen["config_hash"], seen["seed_index"].astype(int), seen["score"].astype(float), strict=True)
+        )
+    )
+    return _analyse_rows(key, float(delta), float(alpha))
+
+
+@functools.lru_cache(maxsize=256)
+def _analyse_rows(key: tuple, delta: float, alpha: float):
+    import pandas as pd
+
+    seen = pd.DataFrame(list(key), columns=["config", "seed_index", "score"])
+    return stats.analyse(seen, "config", metric="score", delta=delta, alpha=alpha, details=False)
+
+
+def predictive_power(a, rows, rivals: list[str], seeds: dict[str, int], spec: RaceSpec) -> dict[str, float]:
+    """Per undetermined rival: the predictive probability that its verdict is decided at ``max`` seeds.
+
+    See the module docstring. ``a`` the analysis, ``rows`` its table by level, ``seeds`` the
+    finished runs per configuration so far. A rival with ``max`` seeds already has 0.
+    """
+    from scipy.stats import norm
+
+    k = int((~a.table["verdict"].map(stats.is_untested)).sum())
+    s = float(a.sigma)
+    if k < 2 or not np.isfinite(s) or s <= 0:
+        return {c: 1.0 for c in rivals}  # no noise estimate: nothing can be said, race on
+    half = stats.tukey_critical_value(k, (k - 1) * (spec.max - 1), spec.alpha) * s * np.sqrt(2 / spec.max)
+    out = {}
+    for c in rivals:
+        n = int(seeds.get(c, 0))
+        if n >= spec.max:
+            out[c] = 0.0
+            continue
+        diff = float(rows.loc[c, "diff"])
+        spread = s * np.sqrt(2 * (spec.max - n) / (spec.max * n))
+        out[c] = float(norm.cdf((-half - diff) / spread) + norm.sf((half - spec.delta - diff) / spread))
+    return out
+
+
+def _stop(a, members, verdict, rows, n_seen, r, spec, runs_done, why, seeds) -> RaceDecision | None:
     best_set = list(a.best_set)
     if len(members) <= 1:
         return RaceDecision([], True, ONE_MEMBER, why, None, seeds, best_set)
@@ -181,6 +252,15 @@ def _stop(a, members, verdict, r, spec, runs_done, why, seeds) -> RaceDecision |
         return RaceDecision([], True, WITHIN_DELTA, why, None, seeds, best_set)
     if r >= spec.max:
         return RaceDecision([], True, MAX_SEEDS, why, None, seeds, best_set)
+    # the rivals are undetermined or equivalent here (worse ones have left); the equivalent are decided
+    open_ = [c for c in rivals if verdict[c] == stats.UNDETERMINED]
+    if spec.futility > 0 and open_:
+        power = predictive_power(a, rows, open_, n_seen, spec)
+        if sum(power.values()) < spec.futility:
+            why |= {c: f"undetermined after {r} seeds; {spec.max} seeds would decide it with predictive "
+                       f"probability {p:.3f}" for c, p in power.items()}  # fmt: skip
+            reason = f"{FUTILE} (predictive power {sum(power.values()):.3f} < {spec.futility:g})"
+            return RaceDecision([], True, reason, why, None, seeds, best_set)
     if spec.budget is not None and runs_done + len(members) > spec.budget:  # the runs before round r
         return RaceDecision([], True, BUDGET, why, None, seeds, best_set)
     return None
