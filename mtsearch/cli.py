@@ -202,7 +202,8 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{outcome.wall_seconds / 60:.1f} min; runs: {counts}"
     )
     if outcome.wall_seconds and outcome.runs:
-        print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time")
+        slots = f" of {outcome.slots} runs at once" if outcome.slots > 1 else ""
+        print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time{slots}")
     runs = load_runs(outcome.sweep_dir)
     print(_seeds_line(runs, space))
     failures = format_failures(runs)

@@ -21,6 +21,7 @@ class SweepOutcome:
     stopped_because: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. seeds added to a resumed sweep
     nodes: list[str] = field(default_factory=list)  # Ray: the nodes that trained runs
+    slots: int = 1  # runs trained at once (--jobs; Ray: concurrent trials)
 
     def record(self) -> dict[str, Any]:
         """What sweep.json keeps of the session."""
@@ -28,8 +29,12 @@ class SweepOutcome:
 
     @property
     def overhead(self) -> float:
-        """Share of the wall time spent outside training and evaluation."""
-        return 1.0 - self.train_eval_seconds / self.wall_seconds if self.wall_seconds else float("nan")
+        """Share of the slots' wall time spent outside training and evaluation.
+
+        With several runs at once their training times add up beyond the wall time, so the
+        capacity is the wall time times the slots (an idle slot counts as overhead)."""
+        capacity = self.wall_seconds * max(1, self.slots)
+        return 1.0 - self.train_eval_seconds / capacity if capacity else float("nan")
 
 
 class Backend(ABC):

@@ -460,7 +460,7 @@ class OptunaBackend(Backend):
             runs=w.tally.runs + sum(int(o.get("runs") or 0) for o in others),
             run_seconds=w.tally.run_seconds + sum(float(o.get("run_seconds") or 0.0) for o in others),
             train_eval_seconds=w.tally.train_eval + sum(float(o.get("train_eval_seconds") or 0.0) for o in others),
-            counts=run_counts(ctx), stopped_because=stopped, notes=ctx.notes,
+            counts=run_counts(ctx), stopped_because=stopped, notes=ctx.notes, slots=max(1, jobs),
         )  # fmt: skip
         session = {**outcome.record(), "storage": url, "duplicates": w.tally.duplicates, "ended": time.time()}
         if jobs > 1:  # each job records its own session: this one keeps its own runs (sessions add up)

@@ -343,7 +343,7 @@ class RayBackend(Backend):
         outcome = SweepOutcome(
             name=ctx.name, sweep_dir=str(ctx.sweep_dir), backend="ray", wall_seconds=wall, runs=runs,
             run_seconds=run_seconds, train_eval_seconds=train_eval, counts=run_counts(ctx),
-            stopped_because=stopped, notes=ctx.notes, nodes=sorted(searcher.nodes),
+            stopped_because=stopped, notes=ctx.notes, nodes=sorted(searcher.nodes), slots=slots,
         )  # fmt: skip
         record_session(ctx, {**outcome.record(), "tune_trials": len(grid), "duplicates": searcher.duplicates,
                              "ended": time.time()})  # fmt: skip

@@ -49,7 +49,11 @@ def test_two_jobs_train_every_run_once_with_the_scores_of_one(jobs_env, tmp_path
     reference = F.scores_by_key(load_runs(runs / "sweeps" / "one"))
     assert len(reference) == 8
     assert main(["sweep", str(space), "--quiet", "--name", "two", "--jobs", "2"]) == 0
-    assert "8 run(s) trained" in capsys.readouterr().out  # the command counts its job's runs too
+    out = capsys.readouterr().out
+    assert "8 run(s) trained" in out  # the command counts its job's runs too
+    # two runs at once: their training times add up beyond the wall time, the overhead does not go negative
+    line = [x for x in out.splitlines() if x.startswith("time outside training and evaluation:")][-1]
+    assert line.endswith("% of the wall time of 2 runs at once") and 0 <= float(line.split()[5][:-1]) < 100
     sweep_dir = runs / "sweeps" / "two"
     # Each (configuration, seed) once with the one-job scores; nothing left RUNNING or locked;
     # one MLflow parent, FINISHED, and one FINISHED child per run.
