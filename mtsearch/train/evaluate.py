@@ -76,15 +76,6 @@ def scores_on(examples: dict[str, Examples], rows: dict[str, np.ndarray] | None 
     return scores
 
 
-def evaluate(
-    model: MultitaskModel,
-    dev: dict[str, EncodedSplit],
-    subsets: dict[str, np.ndarray | None],
-    device: torch.device,
-    precision: str,
-    batch_size: int,
-    pad_id: int = 0,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-task score and dev loss."""
-    examples = evaluate_examples(model, dev, subsets, device, precision, batch_size, pad_id)
+def scores_and_losses(examples: dict[str, Examples]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-task score and mean dev loss of an evaluation."""
     return scores_on(examples), {t: e[3] for t, e in examples.items()}

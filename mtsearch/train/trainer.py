@@ -697,10 +697,10 @@ class _Loop:
         """Score the dev subsets, record the row, keep the best checkpoint, report; True if best."""
         done = self.progress
         t0 = time.perf_counter()
-        from mtsearch.train.evaluate import scores_on
+        from mtsearch.train.evaluate import scores_and_losses, scores_on
 
         examples = self._examples(self.data.subsets)
-        scores, dev_loss = scores_on(examples), {t: e[3] for t, e in examples.items()}
+        scores, dev_loss = scores_and_losses(examples)
         grad_cosine = self._grad_cosine()
         done.eval_seconds += time.perf_counter() - t0
         row = self._eval_row(scores, dev_loss, train_loss)
@@ -815,11 +815,11 @@ class _Loop:
         needed = self.config.final_eval and any(s is not None for s in data.subsets.values())
         if not needed or done.best_state is None:
             return None
-        from mtsearch.train.evaluate import scores_on
+        from mtsearch.train.evaluate import scores_and_losses
 
         self.model.load_state_dict(done.best_state)
         examples = self._examples({t: None for t in data.enc_dev})
-        scores, dev_loss = scores_on(examples), {t: e[3] for t, e in examples.items()}
+        scores, dev_loss = scores_and_losses(examples)
         done.scored = ("full_dev", {t: e[:3] for t, e in examples.items()})
         row = {
             "kind": "final",
