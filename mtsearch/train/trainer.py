@@ -419,7 +419,7 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)  # the eval rows
     best: dict[str, Any] = field(default_factory=dict)  # step, examples, scores, overall, chosen_by
     best_state: dict[str, torch.Tensor] | None = None  # the best evaluation's weights, on CPU
-    # the scored evaluation's examples: (which rows, per task (rows, predictions, golds, loss))
+    # the scored evaluation's examples: (which rows, per task (rows, predictions, golds))
     scored: tuple[str, dict[str, Any]] | None = None
 
     def result(self, run_dir: Path, status: str, seconds: float, final=None, error=None) -> TrainResult:
