@@ -65,7 +65,7 @@ from mtsearch.sweep.space import Space, load_space
 log = logging.getLogger("mtsearch.sweep")
 
 ENV_PASSED = ("MTSEARCH_RUNS", "MTSEARCH_DATA", "MTSEARCH_CACHE", "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE",
-              "TOKENIZERS_PARALLELISM", "MTSEARCH_FAULT")  # fmt: skip
+              "TOKENIZERS_PARALLELISM", "MTSEARCH_FAULT", "MTSEARCH_HOLD")  # fmt: skip
 #: A run whose Ray worker dies this many times in one session (no result written) is recorded as failed.
 MAX_CRASHES = 3
 

@@ -20,6 +20,7 @@ import pytest
 
 from mtsearch.cli import main
 from tests.dashboard.helpers import APP, ROOT
+from tests.servers import START_SECONDS
 
 CHROMIUM = "/usr/bin/chromium"
 GREEN, BLUE = (0x1A, 0x98, 0x50), (0x45, 0x75, 0xB4)  # figures.VERDICT_COLOURS
@@ -82,7 +83,7 @@ def server(smoke):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.monotonic() + START_SECONDS  # a readiness bound for a hung server, not a wait
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
@@ -91,7 +92,7 @@ def server(smoke):
             except OSError:
                 pass
             assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            assert time.time() < deadline, "streamlit did not come up in 60 s"
+            assert time.monotonic() < deadline, f"streamlit did not come up in {START_SECONDS} s"
             time.sleep(0.5)
         yield base
     finally:

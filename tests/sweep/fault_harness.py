@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,9 @@ POINTS = {
     "ray_suggest": "Ray driver: a run handed to Tune, its worker maybe not started",
     "ray_complete": "Ray driver: a Tune trial ended, the study not yet told",
 }
+
+#: Only a bound for a hung process, never part of a test's logic.
+SAFETY_SECONDS = 300
 
 SAMPLERS = ["round_robin", "temperature", "proportional", "sequential"]
 
@@ -63,10 +67,10 @@ def fault_space(folder: Path, name: str, seeds: int = 2, steps: int = 4) -> Path
 def sweep_env(runs: Path, data_dir: Path, cache: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "MTSEARCH_RUNS": str(runs), "MTSEARCH_DATA": str(data_dir), "MTSEARCH_CACHE": str(cache),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **extra}  # fmt: skip
-    env.pop("MTSEARCH_FAULT", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    for inherited in ("MTSEARCH_FAULT", "MTSEARCH_HOLD", "MLFLOW_TRACKING_URI"):  # only what extra asks for
+        env.pop(inherited, None)
+    return {**env, **extra}
 
 
 def start(space: Path, env: dict[str, str], fault: str | None = None, *args: str) -> subprocess.Popen:
@@ -89,6 +93,26 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]
     except ProcessLookupError:
         pass
     return proc.returncode, out, err
+
+
+def wait_for_hold(runs: Path, point: str, proc: subprocess.Popen, other_than: int | None = None) -> int:
+    """The pid of a process held at ``point`` (``MTSEARCH_HOLD``), once one is there.
+
+    Waits on the hold's marker file, not on time; ``SAFETY_SECONDS`` only ends a hung sweep's test.
+    """
+    from mtsearch.faults import held
+
+    deadline = time.monotonic() + SAFETY_SECONDS
+    while True:
+        pids = [pid for pid in held(runs, point) if pid != other_than]
+        if pids:
+            return pids[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before reaching {point}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no process reached {point} in {SAFETY_SECONDS} s: the sweep hangs")
+        time.sleep(0.05)
 
 
 def run(space: Path, env: dict[str, str], fault: str | None = None, *args: str) -> tuple[int, str, str]:

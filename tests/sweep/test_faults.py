@@ -66,6 +66,8 @@ def reference(tmp_path_factory, small_data_dir):
     return F.scores_by_key(table)
 
 
+# Under pytest-xdist (--dist loadgroup) the Optuna chains share one worker's forker and reference.
+@pytest.mark.xdist_group("faults")
 def test_optuna_one_worker_survives_a_kill_at_every_point(tmp_path, small_data_dir, forker, reference):
     space = F.fault_space(tmp_path, "faults")
     runs, cache = tmp_path / "runs", tmp_path / "cache"
@@ -84,6 +86,7 @@ def test_optuna_one_worker_survives_a_kill_at_every_point(tmp_path, small_data_d
     assert F.meta(sweep_dir)["sessions"][-1]["runs"] == 0
 
 
+@pytest.mark.xdist_group("faults")
 def test_optuna_two_workers_survive_kills(tmp_path, small_data_dir, forker, reference):
     space = F.fault_space(tmp_path, "faults")
     runs, cache = tmp_path / "runs", tmp_path / "cache"
@@ -99,6 +102,7 @@ def test_optuna_two_workers_survive_kills(tmp_path, small_data_dir, forker, refe
     assert F.problems(runs / "sweeps" / "faults", reference, seeds=2, configurations=4, mlflow=True) == []
 
 
+@pytest.mark.xdist_group("ray")  # with the other Ray tests (tests/sweep/test_ray_backend.py)
 def test_ray_survives_a_killed_worker_and_a_killed_driver(tmp_path, small_data_dir, reference):
     space = F.fault_space(tmp_path, "faults")
     runs, cache = tmp_path / "runs", tmp_path / "cache"

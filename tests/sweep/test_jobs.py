@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from mtsearch import faults
 from mtsearch.cli import main
 from mtsearch.sweep.runner import load_runs
 from tests.sweep import fault_harness as F
@@ -41,14 +41,18 @@ def test_ray_refuses_jobs_and_points_at_cpus_per_trial(runs, capsys):
     assert "--cpus-per-trial" in err
 
 
-def test_two_jobs_train_every_run_once_with_the_scores_of_one(jobs_env, tmp_path, capsys):
+def test_two_jobs_train_every_run_once_with_the_scores_of_one(jobs_env, tmp_path, capsys, monkeypatch):
     runs = jobs_env
-    # Four samplers, two seeds: eight runs, long enough that the job (a fresh process) gets some.
-    space = F.fault_space(tmp_path, "jobs", steps=20)
+    space = F.fault_space(tmp_path, "jobs")  # four samplers, two seeds: eight runs
     assert main(["sweep", str(space), "--quiet", "--no-mlflow", "--name", "one", "--jobs", "1"]) == 0
     reference = F.scores_by_key(load_runs(runs / "sweeps" / "one"))
     assert len(reference) == 8
+    # Each process's first run waits at its start until two have started: the job (a fresh process,
+    # seconds of imports behind the command) trains runs however fast the command is.
+    monkeypatch.setenv("MTSEARCH_HOLD", "run_start:1:2")
+    monkeypatch.setattr(faults, "_seen", {})  # this process counts its points afresh
     assert main(["sweep", str(space), "--quiet", "--name", "two", "--jobs", "2"]) == 0
+    monkeypatch.delenv("MTSEARCH_HOLD")
     out = capsys.readouterr().out
     assert "8 run(s) trained" in out  # the command counts its job's runs too
     # two runs at once: their training times add up beyond the wall time, the overhead does not go negative
@@ -78,29 +82,22 @@ def test_the_jobs_keep_the_commands_budget(jobs_env, tmp_path):
     assert table["config_hash"].nunique() == 1 and sorted(table["seed_index"]) == [0, 1]
 
 
-def _job_run(sweep_dir: Path, parent: int) -> Path | None:
-    """A run folder another process (a job) is training: its run.json, no result yet."""
-    for info in sweep_dir.glob("runs/*/s*/run.json"):
-        with_pid = json.loads(info.read_text())["worker"]
-        if int(with_pid.rsplit(":", 1)[1]) != parent and not (info.parent / "result.json").exists():
-            return info.parent
-    return None
-
-
 def test_ctrl_c_stops_the_jobs_and_their_runs_are_trained_on_resume(jobs_env, tmp_path):
     runs = jobs_env
-    space = F.fault_space(tmp_path, "stop", seeds=1, steps=80)  # runs long enough (seconds) to interrupt one
-    env = F.sweep_env(runs, Path(os.environ["MTSEARCH_DATA"]), Path(os.environ["MTSEARCH_CACHE"]))
+    space = F.fault_space(tmp_path, "stop", seeds=1)
+    # Every process holds at its first evaluation report (inside the trainer) until a signal ends it: the
+    # Ctrl-C always finds the job mid-run, however fast or slow the machine.
+    env = F.sweep_env(runs, Path(os.environ["MTSEARCH_DATA"]), Path(os.environ["MTSEARCH_CACHE"]),
+                      MTSEARCH_HOLD="during_run:1")  # fmt: skip
     cmd = [sys.executable, "-m", "mtsearch.cli", "sweep", str(space), "--quiet", "--jobs", "2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sweep_dir = runs / "sweeps" / "stop"
-    victim = None
-    deadline = time.monotonic() + 300
-    while victim is None and proc.poll() is None and time.monotonic() < deadline:
-        victim = _job_run(sweep_dir, proc.pid)
-        time.sleep(0.05)
-    assert victim is not None, "the job never started a run"
-    job_pid = int(json.loads((victim / "run.json").read_text())["worker"].rsplit(":", 1)[1])
+    job_pid = F.wait_for_hold(runs, "during_run", proc, other_than=proc.pid)
+    victim = next(
+        info.parent
+        for info in sweep_dir.glob("runs/*/s*/run.json")
+        if json.loads(info.read_text())["worker"].endswith(f":{job_pid}")
+    )
     proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends the command
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]

@@ -171,12 +171,14 @@ def test_base_seed_and_vary_data_set_the_runs_seeds(sweep_env, tmp_path):
     }
 
 
-def test_two_workers_split_a_fresh_grid_and_never_run_a_run_twice(sweep_env, data_dir, tmp_path):
+def test_two_workers_split_a_fresh_grid_and_never_run_a_run_twice(sweep_env, small_data_dir, tmp_path):
     runs = sweep_env
-    space = space_file(tmp_path, "two", ("seeds: 2", "seeds: 1"), ("max_steps: 4", "max_steps: 12"),
+    space = space_file(tmp_path, "two", ("seeds: 2", "seeds: 1"),
                        ("  sampler:\n    choices: [round_robin, temperature]",
                         "  sampler:\n    choices: [round_robin, temperature, proportional, rr_under, sequential, annealed]"))  # fmt: skip
-    env = {**os.environ, "MTSEARCH_RUNS": str(runs), "MTSEARCH_DATA": str(data_dir),
+    # Each worker's first run waits at its start until both have started one: both train runs, however
+    # far ahead the first to start would otherwise have been.
+    env = {**os.environ, "MTSEARCH_RUNS": str(runs), "MTSEARCH_DATA": str(small_data_dir), "MTSEARCH_HOLD": "run_start:1:2",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     cmd = [sys.executable, "-m", "mtsearch.cli", "sweep", str(space), "--quiet"]
     # Two workers on a sweep that does not exist yet, started together.

@@ -21,6 +21,10 @@ import pytest
 
 HEAD, WORKER, PORT = "127.0.0.2", "127.0.0.3", 6392
 
+# Under pytest-xdist every Ray test runs on one worker (--dist loadgroup): the fixed cluster port and
+# loopback addresses are the machine's, so two Ray clusters must not start at once.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
     deadline = time.time() + seconds
@@ -69,10 +73,12 @@ def ray_cluster(tmp_path):
 def test_ray_sweep_on_a_two_node_cluster_then_restore(sweep_env, data_dir, ray_cluster):
     runs = sweep_env
     address, ray_env = ray_cluster
-    env = {**ray_env, "MTSEARCH_RUNS": str(runs), "MTSEARCH_DATA": str(data_dir), "RAY_ADDRESS": address}
+    # Each worker process's first run waits at its start until two runs have started: two in flight at
+    # once, on nodes of one CPU each, are on both nodes, however fast the first one would have been.
+    env = {**ray_env, "MTSEARCH_RUNS": str(runs), "MTSEARCH_DATA": str(data_dir), "RAY_ADDRESS": address,
+           "MTSEARCH_HOLD": "run_start:1:2"}  # fmt: skip
     exe = Path(sys.executable).parent / "mtsearch"
-    # Slow enough that both configurations are in flight at once: one per node.
-    args = [str(exe), "sweep", "smoke", "--backend", "ray", "--quiet", "--set", "max_steps=16"]
+    args = [str(exe), "sweep", "smoke", "--backend", "ray", "--quiet"]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ablation: sampler" in proc.stdout
@@ -91,6 +97,7 @@ def test_ray_sweep_on_a_two_node_cluster_then_restore(sweep_env, data_dir, ray_c
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`mtsearch.kind` = 'sweep'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
+    assert len(list((runs / ".holds").glob("run_start-1-*"))) >= 2
     # Rerunning starts a fresh experiment that finds every run done: nothing is trained again.
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
