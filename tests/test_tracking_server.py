@@ -15,7 +15,8 @@ import pytest
 
 from tests.servers import BIN, free_port, get, get_json, post_json, serve
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+# One worker sweeps and serves for the whole module (its fixtures are module-scoped; --dist loadgroup).
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("test_tracking_server")]
 
 API = "/api/2.0/mlflow"
 

@@ -12,7 +12,8 @@ import pytest
 
 from tests.servers import BIN, free_port, get_json, serve
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+# One worker sweeps and serves for the whole module (its fixtures are module-scoped; --dist loadgroup).
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("test_optuna_dashboard")]
 
 
 @pytest.fixture(scope="module")
