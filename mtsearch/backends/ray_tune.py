@@ -33,6 +33,8 @@ from typing import Any
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
 from mtsearch.backends.optuna_study import (
     DUPLICATE_STREAK,
+    curve_points,
+    curve_reporter,
     open_study,
     recover_stale,
     run_attrs,
@@ -94,16 +96,14 @@ def _trainable(config: dict[str, Any]) -> None:
         study = open_study(meta["storage"], meta["name"], space, sampler_seed=0)
         trial = optuna.Trial(study, int(config["trial_id"]))
 
+        report_curve = curve_reporter(trial, space.objectives[0])
+
         def report(step: int, metrics: dict[str, float]) -> None:
-            value = (
-                float(metrics[space.objectives[0]])
-                if len(space.objectives) == 1
-                else float(metrics["overall"])
-            )
+            value = curve_points(metrics, space.objectives[0] if len(space.objectives) == 1 else "overall")[0]
             tune.report({"score": value, "step": step, "node_ip": node, "final": False})
             if space.multi_objective:
                 return
-            trial.report(value, step)
+            report_curve(step, metrics)
             if trial.should_prune():
                 raise Pruned()
 
