@@ -62,8 +62,10 @@ def git_commit() -> str | None:
         )
         if out.returncode != 0:
             return None
+        # --no-optional-locks: a plain status refreshes the index and writes it back through
+        # .git/index.lock, and a user's own git command at that moment would fail on the lock.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
             cwd=project_root(),
             capture_output=True,
             text=True,

@@ -9,6 +9,9 @@
   curve on its own step axis, and :func:`seed_aligned_pruner` hands the inner Optuna pruner
   only the trials of the same seed index, never prunes before a run's second evaluation,
   and a pruned run closes its configuration (it gets no further seed);
+- a trial's curve and its value are on the same rows (:func:`curve_points`): with held-out
+  halves the curve is half B's score, so the value is the curve's point at the checkpoint
+  half A chose, while pruning, a choice like the checkpoint's, compares half A's curves;
 - optuna-dashboard shows one curve per run (issue 12: no seeds concatenated on one axis),
   the trials of a configuration share its parameters and carry flat, readable user
   attributes (``config_hash``, ``seed_index``, ``seed``, ``run``, ``status``, the scores);
@@ -114,15 +117,74 @@ def open_study(url: str, name: str, space: Space | None = None, create: bool = T
 
 
 # ------------------------------------------------------------------------- pruning
+#: A trial's system attribute: its curve on the rows that choose, {step: value}, which the pruner compares.
+CHOOSING_CURVE = "mtsearch:choosing_curve"
+
+
+def curve_points(metrics: dict[str, float], objective: str) -> tuple[float, float, str]:
+    """(shown, choosing, rows): what an evaluation reports as the trial's intermediate value, what
+    pruning compares, and a name for the shown curve's rows.
+
+    With held-out halves (``held_out_score``) a run's value is its checkpoint's score on half B,
+    and half A chose that checkpoint. The curve shows half B, so the trial's value is one of its
+    points. Pruning stays on half A: it chooses which configurations go on (a pruned one leaves
+    the level means and gets no more seeds), and choosing on half B would let the rows that
+    score the survivors pick them, the optimism the halves exist to remove. Without halves
+    both are the evaluated rows (then a final evaluation on the full dev sets, if any, gives
+    the value; the curve is its subset's).
+    """
+    if f"half_b_{objective}" in metrics:
+        return float(metrics[f"half_b_{objective}"]), float(metrics[f"half_a_{objective}"]), "half_b"
+    return float(metrics[objective]), float(metrics[objective]), "eval_rows"
+
+
+def curve_reporter(trial, objective: str):
+    """A function ``(step, metrics)`` that reports one evaluation to ``trial`` (see :func:`curve_points`).
+
+    The choosing curve goes to a system attribute (the dashboard shows user attributes); the
+    user attribute ``curve`` names the rows of the shown curve.
+    """
+    choosing: dict[str, float] = {}
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        shown, chosen_on, rows = curve_points(metrics, objective)
+        if not choosing:
+            trial.set_user_attr("curve", CURVE_NAMES[rows])
+        choosing[str(step)] = chosen_on
+        trial.storage.set_trial_system_attr(trial._trial_id, CHOOSING_CURVE, dict(choosing))
+        trial.report(shown, step)
+
+    return report
+
+
+CURVE_NAMES = {
+    "half_b": "half B, the rows that score the run (half A chose its checkpoint and decides pruning)",
+    "eval_rows": "the evaluated dev rows (they chose the checkpoint and decide pruning)",
+}
+
+
+def _on_choosing_rows(trial):
+    """The trial as the pruner sees it: its intermediate values on the rows that choose."""
+    curve = trial.system_attrs.get(CHOOSING_CURVE)
+    if curve is None:
+        return trial
+    import copy
+
+    trial = copy.copy(trial)
+    trial.intermediate_values = {int(step): value for step, value in curve.items()}
+    return trial
+
+
 class _SeedIndexStorage:
-    """A study storage that lists only the trials of one seed index (everything else passes through)."""
+    """A study storage that lists only the trials of one seed index, on their choosing rows (everything
+    else passes through)."""
 
     def __init__(self, inner, seed_index: int | None):
         self._inner, self._seed_index = inner, seed_index
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True, states=None):
         trials = self._inner.get_all_trials(study_id, deepcopy=deepcopy, states=states)
-        return [t for t in trials if t.user_attrs.get("seed_index") == self._seed_index]
+        return [_on_choosing_rows(t) for t in trials if t.user_attrs.get("seed_index") == self._seed_index]
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
@@ -135,8 +197,9 @@ def seed_aligned_pruner(inner):
     """Wrap an Optuna pruner: seed k's curve is compared with other configurations' seed k curves.
 
     The inner pruner gets a view of the study that holds only the trials of the run's seed
-    index (a storage filter, so Hyperband's bracket studies see the same view), and is not
-    asked before the run's second evaluation.
+    index (a storage filter, so Hyperband's bracket studies see the same view) with their
+    curves on the rows that choose (:func:`curve_points`), and is not asked before the run's
+    second evaluation.
     """
     if not _PRUNER_CLASS:
         import optuna
@@ -152,7 +215,7 @@ def seed_aligned_pruner(inner):
                     study.study_name, _SeedIndexStorage(study._storage, trial.user_attrs.get("seed_index")),
                     sampler=study.sampler, pruner=self.inner,
                 )  # fmt: skip
-                return self.inner.prune(view, trial)
+                return self.inner.prune(view, _on_choosing_rows(trial))
 
         _PRUNER_CLASS.append(SeedAlignedPruner)
     return _PRUNER_CLASS[0](inner)
@@ -349,10 +412,12 @@ class _Worker:
         ctx, study, trial = self.ctx, self.study, job.trial
         fault_point("trial_created")
 
+        report_curve = curve_reporter(trial, ctx.space.objectives[0])
+
         def report(step: int, metrics: dict[str, float]) -> None:
             if ctx.space.multi_objective:
                 return
-            trial.report(float(metrics[ctx.space.objectives[0]]), step)
+            report_curve(step, metrics)
             if trial.should_prune():
                 raise Pruned()
 

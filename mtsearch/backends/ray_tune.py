@@ -15,10 +15,9 @@ skips every run that is done and trains again the runs nobody holds a lock on. A
 worker that dies mid-run frees its run's lock; the driver sees the trial fail and hands
 the run out again.
 
-Local by default (an in-process Ray instance on a loopback address); ``RAY_ADDRESS``
-joins an existing cluster, whose nodes must share the sweep folder. Ray rewrites
-127.0.0.1 to the machine's network address, so a local instance binds to another
-loopback address (``MTSEARCH_RAY_NODE_IP``, default 127.0.0.2) instead.
+Local by default (an in-process Ray instance that listens on loopback only, see
+:func:`init_ray`); ``RAY_ADDRESS`` joins an existing cluster, whose nodes must share the
+sweep folder.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,8 @@ from typing import Any
 from mtsearch.backends.base import BACKENDS, Backend, SweepOutcome
 from mtsearch.backends.optuna_study import (
     DUPLICATE_STREAK,
+    curve_points,
+    curve_reporter,
     open_study,
     recover_stale,
     run_attrs,
@@ -96,16 +96,14 @@ def _trainable(config: dict[str, Any]) -> None:
         study = open_study(meta["storage"], meta["name"], space, sampler_seed=0)
         trial = optuna.Trial(study, int(config["trial_id"]))
 
+        report_curve = curve_reporter(trial, space.objectives[0])
+
         def report(step: int, metrics: dict[str, float]) -> None:
-            value = (
-                float(metrics[space.objectives[0]])
-                if len(space.objectives) == 1
-                else float(metrics["overall"])
-            )
+            value = curve_points(metrics, space.objectives[0] if len(space.objectives) == 1 else "overall")[0]
             tune.report({"score": value, "step": step, "node_ip": node, "final": False})
             if space.multi_objective:
                 return
-            trial.report(value, step)
+            report_curve(step, metrics)
             if trial.should_prune():
                 raise Pruned()
 
@@ -254,7 +252,42 @@ def _record_crashes(ctx: SweepContext, key: RunKey, n: int) -> None:
         lock.release()
 
 
+#: Ray's own switch for one machine (its "Windows or OSX cluster" setting, honoured on Linux too).
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _single_machine():
+    """Ray's single-machine mode while a local instance starts, so that nothing it starts listens beyond loopback.
+
+    Ray's gRPC servers (GCS, raylet, object manager, every worker) listen on loopback only when
+    the node's address is exactly 127.0.0.1, and on every interface otherwise; but Ray rewrites
+    a given 127.0.0.1 to the machine's network address unless this mode is on. Its processes
+    inherit the variable when they start; Ray reads it once, when imported, so the module's
+    copy is set too for a process that imported Ray before. Both are restored afterwards: a
+    later ``ray start`` of another node from this process must not be refused.
+    """
+    from ray._private import ray_constants
+
+    old_env, old_flag = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = old_env
+
+
 def init_ray(num_cpus: int | None = None) -> None:
+    """Join ``RAY_ADDRESS``'s cluster, or start a local instance that listens on loopback only.
+
+    ``MTSEARCH_RAY_NODE_IP`` gives the local instance that node address instead (then Ray's
+    gRPC servers listen on every interface: see the README's Ray section).
+    """
     import ray
 
     if ray.is_initialized():
@@ -266,11 +299,10 @@ def init_ray(num_cpus: int | None = None) -> None:
         node_ip = os.environ.get("MTSEARCH_RAY_NODE_IP") or (host if host.startswith("127.") else None)
         kwargs = {"_node_ip_address": node_ip} if node_ip else {}
         ray.init(address=address, runtime_env=env, log_to_driver=False, **kwargs)
-    else:
-        node_ip = os.environ.get(
-            "MTSEARCH_RAY_NODE_IP", "127.0.0.2" if sys.platform.startswith("linux") else ""
-        )
-        kwargs = {"_node_ip_address": node_ip} if node_ip else {}
+        return
+    node_ip = os.environ.get("MTSEARCH_RAY_NODE_IP")
+    kwargs = {"_node_ip_address": node_ip} if node_ip else {}
+    with contextlib.nullcontext() if node_ip else _single_machine():
         ray.init(
             address="local", include_dashboard=False, num_cpus=num_cpus, runtime_env=env, log_to_driver=False,
             **kwargs,

@@ -855,6 +855,11 @@ def flat_metrics(row: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {"overall": row["overall"], "examples": row["examples"]}
     out["lr_now"] = row["lr"]  # the scheduled rate; "lr", the param, is the peak
     out.update(row["scores"])
+    # held-out halves: half A's scores chose the checkpoint, half B's score it
+    for half in ("half_a", "half_b"):
+        if half in row:
+            out[f"{half}_overall"] = row[half]["overall"]
+            out.update({f"{half}_{t}": v for t, v in row[half]["scores"].items()})
     out.update({f"train_loss_{t}": v for t, v in row["train_loss"].items()})
     out.update({f"dev_loss_{t}": v for t, v in row["dev_loss"].items()})
     out["examples_per_second"] = row["examples_per_second"]

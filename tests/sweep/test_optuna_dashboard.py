@@ -62,11 +62,18 @@ def test_one_trial_per_run_each_its_own_curve_on_the_step_axis(dashboard, swept)
         rows = [json.loads(line) for line in (root / "sweeps" / "smoke" / "runs" / run["run"] / "metrics.jsonl")
                 .read_text().splitlines()]  # fmt: skip
         evals = [r for r in rows if r.get("kind") == "eval"]
-        # the run's own evaluations, at its own steps (seed 1 does not continue seed 0's axis)
+        # the run's own evaluations, at its own steps (seed 1 does not continue seed 0's axis), on
+        # the rows that score the run (half B): its value is the curve's point at the checkpoint
+        # half A chose (issue 20 item 9: the value no longer sits below a curve of other rows)
         assert [(v["step"], v["value"]) for v in trial["intermediate_values"]] == [
-            (r["step"], pytest.approx(r["overall"])) for r in evals
+            (r["step"], pytest.approx(r["half_b"]["overall"])) for r in evals
         ]
-        assert trial["values"] == [pytest.approx(run["score"])]
+        chosen = max(evals, key=lambda r: r["half_a"]["overall"])  # the first best, as the trainer keeps it
+        assert (
+            trial["values"] == [pytest.approx(run["score"])] == [pytest.approx(chosen["half_b"]["overall"])]
+        )
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert attrs["curve"].startswith("half B")  # the curve says which rows it shows
 
 
 def test_user_attributes_are_flat_readable_scalars(dashboard, swept):

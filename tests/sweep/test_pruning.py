@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from mtsearch.backends.optuna_study import seed_aligned_pruner
+from mtsearch.backends.optuna_study import curve_reporter, seed_aligned_pruner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +47,34 @@ def test_the_pruner_compares_same_seed_index_values_only():
     # A seed-0 run at the same values is the worst of its seed index: pruned.
     bad = _running(study, 0, [0.4, 0.5])
     assert bad.should_prune()
+
+
+def _halves(study, seed_index: int, half_a: list[float], half_b: list[float]):
+    """A running trial that reported evaluations as a held-out run does (half A chooses, half B scores)."""
+    trial = study.ask()
+    trial.set_user_attr("seed_index", seed_index)
+    report = curve_reporter(trial, "overall")
+    for step, (a, b) in enumerate(zip(half_a, half_b, strict=True), start=1):
+        report(step, {"overall": (a + b) / 2, "half_a_overall": a, "half_b_overall": b})
+    return trial
+
+
+def test_the_curve_shows_half_b_and_the_pruner_compares_half_a():
+    """Issue 20 item 9: the shown curve is on the value's rows (half B); pruning, a choice, stays on half A."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    inner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    study = optuna.create_study(direction="maximize", pruner=seed_aligned_pruner(inner))
+    for _ in range(3):  # good on half A, poor on half B
+        done = _halves(study, 0, [0.8, 0.9], [0.2, 0.3])
+        study.tell(done, 0.3)
+    # Worse than all of them on half A, better on half B: pruned, as half A says.
+    low_a = _halves(study, 0, [0.4, 0.5], [0.9, 0.95])
+    assert study._storage.get_trial(low_a._trial_id).intermediate_values == {1: 0.9, 2: 0.95}
+    assert "half B" in study._storage.get_trial(low_a._trial_id).user_attrs["curve"]
+    assert low_a.should_prune()
+    # Better on half A, worse on half B: kept.
+    high_a = _halves(study, 0, [0.85, 0.95], [0.1, 0.1])
+    assert not high_a.should_prune()
 
 
 def test_the_pruner_never_prunes_at_the_first_evaluation():

@@ -1,4 +1,4 @@
-"""Ray Tune backend: a real two-node Ray cluster on loopback addresses.
+"""Ray Tune backend: a real two-node Ray cluster on loopback addresses, and what a local Ray listens on.
 
 Ray rewrites 127.0.0.1 to the machine's network address, so the head listens on
 127.0.0.2 and the worker node on 127.0.0.3 (see the project's notes on local services).
@@ -8,8 +8,10 @@ what it started instead of `ray stop`, which would kill every Ray process here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,3 +143,76 @@ def test_ray_prunes_through_the_study_and_closes_runs(sweep_env, tmp_path):
         for h, s in zip(table.config_hash, table.status, strict=True)
     }
     assert states == expected
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process below it (Ray starts the GCS and raylet, the raylet the workers and agents)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        out.add(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _listening(pids: set[int]) -> list[tuple[str, str, int]]:
+    """(local address, process name, pid) of every listening TCP socket of ``pids``, as `ss -ltnp` lists them."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        for name, pid in re.findall(r'\("([^"]*)",pid=(\d+)', line):
+            if int(pid) in pids:
+                found.append((fields[3], name, int(pid)))
+    return found
+
+
+def _loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]").split("%")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # `*`: every interface
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+def test_a_local_ray_listens_on_loopback_only(monkeypatch):
+    """Item 8 of issue 20: the local instance's GCS, raylet, workers and agents listen on 127.x only.
+
+    Ray's gRPC servers listen on every interface unless the node's address is 127.0.0.1, which
+    Ray keeps only in its single-machine mode; init_ray turns that on while Ray starts and
+    restores the setting afterwards.
+    """
+    import ray
+
+    from mtsearch.backends.ray_tune import SINGLE_MACHINE_ENV, init_ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("MTSEARCH_RAY_NODE_IP", raising=False)
+    monkeypatch.delenv(SINGLE_MACHINE_ENV, raising=False)
+    assert not ray.is_initialized()
+    init_ray(num_cpus=1)
+    try:
+        assert SINGLE_MACHINE_ENV not in os.environ, "the single-machine setting is restored"
+
+        @ray.remote
+        def node_ip() -> str:
+            return ray.util.get_node_ip_address()
+
+        assert ray.get(node_ip.remote()) == "127.0.0.1"  # a worker is up, with its own server
+        sockets = _listening(_descendants(os.getpid()))
+    finally:
+        ray.shutdown()
+    names = {name for _, name, _ in sockets}
+    assert {"gcs_server", "raylet"} <= names, sockets
+    assert os.getpid() in {pid for _, _, pid in sockets}, "the driver's own server is checked too"
+    assert any(n.startswith("ray::") for n in names), "a worker's or agent's server is checked too"
+    assert [s for s in sockets if not _loopback(s[0])] == []
