@@ -1,14 +1,14 @@
 """Racing: spend further seeds only on the configurations whose verdict is still open.
 
 A space may say ``seeds: {min: 2, max: 10}``. Every configuration first gets seed indices
-0 .. min-1. Then, round by round, the configurations still in the race and still in the 95%
-best set (:mod:`mtsearch.sweep.stats`, fitted on every finished run so far, the eliminated
-configurations' runs included) get the next seed index, all of them the same one, so the
-seed blocks stay balanced among the contenders. A configuration that leaves the best set
-(at the stricter level of a look during the race, see below) leaves the race for good. The race stops when
+0 .. min-1. Then, round by round, the configurations still in the race (not yet ``worse`` at
+the race's level :attr:`RaceSpec.drop_alpha`, in :mod:`mtsearch.sweep.stats` fitted on every
+finished run so far, the eliminated configurations' runs included) get the next seed index,
+all of them the same one, so the seed blocks stay balanced among the contenders. A
+configuration that leaves the race leaves it for good. The race stops when
 
-- the best set has one member left (``one set member``),
-- every member is within delta of the best with 95% confidence (``all members within delta``),
+- one configuration is left in the race (``one set member``),
+- every other one is within delta of the best at ``final_alpha`` (``all members within delta``),
 - the contenders have ``max`` seeds (``max seeds``),
 - further seeds would very probably leave every verdict as it is (``further seeds cannot decide
   by max``, futility), or
@@ -76,9 +76,8 @@ MAX_SEEDS = "max seeds"
 BUDGET = "budget"
 FUTILE = "further seeds cannot decide by max"
 FUTILITY = 0.1  # the race stops when racing on to max would decide a member with less than this chance
-RACE_SHARE = (
-    0.2  # of alpha, spent on leaving the race (equally over the interim looks); the rest: final verdicts
-)
+# the share of alpha spent on leaving the race (equally over the interim looks); the rest: final verdicts
+RACE_SHARE = 0.2
 
 
 @dataclass(frozen=True)
