@@ -126,7 +126,7 @@ def simulate(fit: dict, sims: int, spec, delta: float) -> dict:
                 done = table[table["seed_index"] == 0]
         reason = d.reason.split(" (")[0]  # the futility threshold is in the policy, not per sweep
         reasons[reason] = reasons.get(reason, 0) + 1
-        race = _verdicts(stats.analyse(done, "config", delta=delta, details=False))
+        race = _verdicts(stats.analyse(done, "config", delta=delta, alpha=spec.final_alpha, details=False))
         race_runs.append(len(done))
         same = [race[c] == grid[c] for c in levels]
         agree.append(sum(same) / k)

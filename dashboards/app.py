@@ -221,7 +221,7 @@ def view_ablation(page: Page) -> None:
                 st.caption(noise)
             table = verdict_table(d, dim)
             fmt = {c: st.column_config.NumberColumn(format="%.4f")
-                   for c in ("mean", "diff from best", "interval low", "interval high", "p (Holm)")}  # fmt: skip
+                   for c in ("mean", "diff from best", "interval low", "interval high", "p (MCB, worse)")}  # fmt: skip
             fmt["P(best)"] = st.column_config.NumberColumn(format="%.2f")
             fmt["diff / seed sd"] = st.column_config.NumberColumn(format="%.1f")
             fmt["seeds needed"] = st.column_config.TextColumn()

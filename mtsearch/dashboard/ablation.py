@@ -90,7 +90,7 @@ def noise_text(data: SweepData, dim: str, metric: str = "overall") -> str | None
 #: the verdict table's columns, as the view and the report show them
 TABLE_COLUMNS = {
     "level": "level", "mean": "mean", "diff": "diff from best", "low": "interval low", "high": "interval high",
-    "p_holm": "p (Holm)", "p_best": "P(best)", "effect_sd": "diff / seed sd", "verdict": "verdict",
+    "p_mcb": "p (MCB, worse)", "p_best": "P(best)", "effect_sd": "diff / seed sd", "verdict": "verdict",
     "seeds": "seeds", "seeds_needed": "seeds needed", "failed": "failed", "pruned": "pruned", "spread": "spread",
 }  # fmt: skip
 

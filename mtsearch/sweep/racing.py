@@ -1,14 +1,14 @@
 """Racing: spend further seeds only on the configurations whose verdict is still open.
 
 A space may say ``seeds: {min: 2, max: 10}``. Every configuration first gets seed indices
-0 .. min-1. Then, round by round, the configurations still in the race and still in the 95%
-best set (:mod:`mtsearch.sweep.stats`, fitted on every finished run so far, the eliminated
-configurations' runs included) get the next seed index, all of them the same one, so the
-seed blocks stay balanced among the contenders. A configuration that leaves the best set
-leaves the race for good. The race stops when
+0 .. min-1. Then, round by round, the configurations still in the race (not yet ``worse`` at
+the race's level :attr:`RaceSpec.drop_alpha`, in :mod:`mtsearch.sweep.stats` fitted on every
+finished run so far, the eliminated configurations' runs included) get the next seed index,
+all of them the same one, so the seed blocks stay balanced among the contenders. A
+configuration that leaves the race leaves it for good. The race stops when
 
-- the best set has one member left (``one set member``),
-- every member is within delta of the best with 95% confidence (``all members within delta``),
+- one configuration is left in the race (``one set member``),
+- every other one is within delta of the best at ``final_alpha`` (``all members within delta``),
 - the contenders have ``max`` seeds (``max seeds``),
 - further seeds would very probably leave every verdict as it is (``further seeds cannot decide
   by max``, futility), or
@@ -34,8 +34,20 @@ runs with seed index < r), so any worker, after a crash or alongside others, com
 same decision and finds the runs a round still lacks. Pruned configurations leave the race
 (they never enter level means); a failed run counts as done (it is not repeated here).
 
-Each round is a look at the data: a configuration excluded at some round by bad luck stays
-out, so the race's chance of losing a truly tied best is larger than one look's 5%.
+Error over the looks. Each round is a look at the data, and a configuration that leaves the
+race at some round by bad luck stays out: judged every round at 5%, 8 equal levels raced from
+2 to 10 seeds were called ``worse`` in 10.3% of sweeps. So the 5% is spent over the planned
+looks (Bonferroni; the looks are rounds min .. max): a share :data:`RACE_SHARE` of alpha goes
+to leaving the race, equally over the max - min interim looks (:attr:`RaceSpec.drop_alpha`
+each), the rest to the final verdicts (:attr:`RaceSpec.final_alpha`, which ``mtsearch
+results`` uses for a raced sweep; a fixed number of seeds keeps the whole alpha). A
+configuration leaves the race only when it is ``worse`` at ``drop_alpha``; the other stops
+judge the configurations still racing at ``final_alpha`` and stop only when none of them is
+``worse`` there (or at ``max``, or at the budget, looks whose time does not depend on the
+verdicts while no configuration has left). So with equal levels a false ``worse`` needs a
+false exclusion at one interim look (at most drop_alpha each) or a false ``worse`` in the final
+analysis at a look fixed in advance (at most final_alpha): at most alpha in all. The
+simulation tests check it with the defaults of ``sampling`` and ``surgery``.
 benchmarks/bench_decision.py measures how often the raced verdicts agree with a fixed grid.
 
 Every decision replays the rounds, so the analyses of the rounds before are memoised (a pure
@@ -64,6 +76,8 @@ MAX_SEEDS = "max seeds"
 BUDGET = "budget"
 FUTILE = "further seeds cannot decide by max"
 FUTILITY = 0.1  # the race stops when racing on to max would decide a member with less than this chance
+# the share of alpha spent on leaving the race (equally over the interim looks); the rest: final verdicts
+RACE_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,21 @@ class RaceSpec:
     budget: int | None = None  # most runs the sweep may spend in all (None: no limit)
     alpha: float = stats.ALPHA
     futility: float = FUTILITY  # 0: no futility stop (members race on until decided, or to max)
+
+    @property
+    def interim_looks(self) -> int:
+        """Rounds at which a configuration can leave the race: seeds min .. max - 1."""
+        return self.max - self.min
+
+    @property
+    def drop_alpha(self) -> float:
+        """The level at which one interim look drops a configuration from the race."""
+        return self.alpha * RACE_SHARE / self.interim_looks if self.interim_looks else 0.0
+
+    @property
+    def final_alpha(self) -> float:
+        """The level of the final verdicts: alpha less what the interim looks may spend."""
+        return self.alpha * (1 - RACE_SHARE) if self.interim_looks else self.alpha
 
     def __post_init__(self):
         if not (1 <= self.min <= self.max):
@@ -101,6 +130,14 @@ class RaceSpec:
         seeds = space.get("seeds", 1)
         lo, hi = (seeds.get("min", 2), seeds.get("max", 10)) if isinstance(seeds, dict) else (seeds, seeds)
         return cls(int(lo), int(hi), float(space.get("delta", stats.DELTA)), budget)
+
+
+def verdict_alpha(space: dict[str, Any]) -> float:
+    """The level of a sweep's final verdicts: :attr:`RaceSpec.final_alpha` when it races, else alpha."""
+    try:
+        return RaceSpec.from_space(space).final_alpha
+    except (TypeError, ValueError, AttributeError):  # a space that cannot race judges at the whole alpha
+        return stats.ALPHA
 
 
 @dataclass
@@ -163,19 +200,22 @@ def decide(runs, spec) -> RaceDecision:
     r = spec.min
     while True:
         seen = usable[usable["seed_index"] < r]
-        a = _analyse(seen, spec.delta, spec.alpha)
+        drop = _analyse(seen, spec.delta, spec.drop_alpha) if r < spec.max else None
+        a = _analyse(seen, spec.delta, spec.final_alpha)
         verdict = dict(zip(a.table["level"], a.table["verdict"], strict=True)) if len(a.table) else {}
         rows = a.table.set_index("level") if len(a.table) else None
+        dropped = (dict(zip(drop.table["level"], drop.table["verdict"], strict=True))
+                   if drop is not None and len(drop.table) else {})  # fmt: skip
         for c in alive:
             v = verdict.get(c, stats.untested(0))
-            if v == stats.WORSE:
-                out_at[c] = (
-                    f"out after {r} seeds: below another configuration (upper bound {rows.loc[c, 'high']:+.4f} <= 0)"
-                )
+            if dropped.get(c) == stats.WORSE:
+                high = drop.table.set_index("level").loc[c, "high"]
+                out_at[c] = (f"out after {r} seeds: below another configuration at the race's level "
+                             f"{spec.drop_alpha:.4g} (upper bound {high:+.4f} <= 0)")  # fmt: skip
             elif stats.is_untested(v):
                 out_at[c] = f"out after {r} seeds: fewer than two finished runs ({v})"
         alive = [c for c in alive if c not in out_at]
-        members = [c for c in a.best_set if c in alive]
+        members = [c for c in alive if c in verdict]
         why |= out_at | {c: _member_text(c, rows, verdict, spec) for c in members}
         n_seen = seen.groupby("config_hash").size().to_dict()
         decision = _stop(
@@ -195,6 +235,9 @@ def _member_text(c: str, rows, verdict: dict[str, str], spec: RaceSpec) -> str:
     v = verdict[c]
     if v == stats.EQUIVALENT:
         return f"in the best set, within delta {spec.delta:g} of the best (lower bound {rows.loc[c, 'low']:+.4f})"
+    if v == stats.WORSE:
+        return (f"racing on: below another configuration at the final level {spec.final_alpha:.4g} "
+                f"(upper bound {rows.loc[c, 'high']:+.4f}), not yet at the race's")  # fmt: skip
     if v == stats.IN_SET and len([x for x in verdict.values() if not stats.is_untested(x)]) > 1:
         return f"in the best set: the observed best (mean {rows.loc[c, 'mean']:.4f})"
     return f"in the best set (upper bound {rows.loc[c, 'high']:+.4f} > 0)"
@@ -210,7 +253,7 @@ def _analyse(seen, delta: float, alpha: float):
     return _analyse_rows(key, float(delta), float(alpha))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=512)
 def _analyse_rows(key: tuple, delta: float, alpha: float):
     import pandas as pd
 
@@ -224,23 +267,31 @@ def predictive_power(a, rows, rivals: list[str], seeds: dict[str, int], spec: Ra
     See the module docstring. ``a`` the analysis, ``rows`` its table by level, ``seeds`` the
     finished runs per configuration so far. A rival with ``max`` seeds already has 0.
     """
-    from scipy.stats import norm
-
     k = int((~a.table["verdict"].map(stats.is_untested)).sum())
     s = float(a.sigma)
     if k < 2 or not np.isfinite(s) or s <= 0:
         return {c: 1.0 for c in rivals}  # no noise estimate: nothing can be said, race on
-    half = stats.tukey_critical_value(k, (k - 1) * (spec.max - 1), spec.alpha) * s * np.sqrt(2 / spec.max)
-    out = {}
-    for c in rivals:
-        n = int(seeds.get(c, 0))
-        if n >= spec.max:
-            out[c] = 0.0
-            continue
-        diff = float(rows.loc[c, "diff"])
-        spread = s * np.sqrt(2 * (spec.max - n) / (spec.max * n))
-        out[c] = float(norm.cdf((-half - diff) / spread) + norm.sf((half - spec.delta - diff) / spread))
-    return out
+    diff = np.array([float(rows.loc[c, "diff"]) for c in rivals])
+    n = np.array([int(seeds.get(c, 0)) for c in rivals])
+    return dict(zip(rivals, predictive_power_batch(diff, s, n, k, spec).tolist(), strict=True))
+
+
+def predictive_power_batch(diff: np.ndarray, sigma, n: np.ndarray, k: int, spec: RaceSpec) -> np.ndarray:
+    """The module docstring's predictive power, element-wise: ``diff`` from the best, residual sd
+    ``sigma``, ``n`` seeds now, ``k`` levels compared (shared by :func:`predictive_power` and the
+    simulation tests). At ``max`` seeds already: 0."""
+    from scipy.stats import norm
+
+    half = (
+        stats.tukey_critical_value(k, (k - 1) * (spec.max - 1), spec.final_alpha)
+        * sigma
+        * np.sqrt(2 / spec.max)
+    )
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = sigma * np.sqrt(2 * (spec.max - n) / (spec.max * n))
+        p = norm.cdf((-half - diff) / spread) + norm.sf((half - spec.delta - diff) / spread)
+    return np.where(n >= spec.max, 0.0, p)
 
 
 def _stop(a, members, verdict, rows, n_seen, r, spec, runs_done, why, seeds) -> RaceDecision | None:
@@ -248,13 +299,15 @@ def _stop(a, members, verdict, rows, n_seen, r, spec, runs_done, why, seeds) -> 
     if len(members) <= 1:
         return RaceDecision([], True, ONE_MEMBER, why, None, seeds, best_set)
     rivals = [c for c in members if verdict[c] != stats.IN_SET]
-    if rivals and all(verdict[c] == stats.EQUIVALENT for c in rivals):
+    # A configuration still racing that is worse at the final level (not yet at the race's)
+    # keeps the race going: stopping now would call it worse at a look chosen by the data.
+    settled = not any(verdict[c] == stats.WORSE for c in rivals)
+    if settled and rivals and all(verdict[c] == stats.EQUIVALENT for c in rivals):
         return RaceDecision([], True, WITHIN_DELTA, why, None, seeds, best_set)
     if r >= spec.max:
         return RaceDecision([], True, MAX_SEEDS, why, None, seeds, best_set)
-    # the rivals are undetermined or equivalent here (worse ones have left); the equivalent are decided
     open_ = [c for c in rivals if verdict[c] == stats.UNDETERMINED]
-    if spec.futility > 0 and open_:
+    if settled and spec.futility > 0 and open_:
         power = predictive_power(a, rows, open_, n_seen, spec)
         if sum(power.values()) < spec.futility:
             why |= {c: f"undetermined after {r} seeds; {spec.max} seeds would decide it with predictive "

@@ -33,7 +33,7 @@ import numpy as np
 
 from mtsearch.errors import MtsearchError
 from mtsearch.records import atomic_write_text, read_eval_examples
-from mtsearch.sweep import stats
+from mtsearch.sweep import racing, stats
 from mtsearch.sweep.runner import read_sweep_meta, sweeps_dir
 from mtsearch.tasks import TASKS
 
@@ -140,7 +140,7 @@ def compute(name: str) -> SweepResults:
     for d in dims:
         for m in metrics:
             a = stats.analyse(ok, f"level:{d}", metric=m, factors=[f"level:{f}" for f in dims], grid=grid,
-                              delta=delta, rng=np.random.default_rng(stats.STATS_SEED))  # fmt: skip
+                              delta=delta, alpha=racing.verdict_alpha(space), rng=np.random.default_rng(stats.STATS_SEED))  # fmt: skip
             if a.kind == "none" and not len(a.table):
                 continue
             out.models[(d, m)] = a
@@ -437,12 +437,12 @@ def format_dimension(res: SweepResults, d: str, a, when: dict | None = None) -> 
         interval = "-" if untested else f"[{_fmt(r['low'], sign=True)}, {_fmt(r['high'], sign=True)}]"
         needed = r["seeds_needed"]
         rows.append([str(r["level"]), _fmt(r["mean"]), "-" if untested else _fmt(r["diff"], sign=True), interval,
-                     _fmt(r["p_holm"], 3), _fmt(r["p_best"], 2), "-" if untested else _fmt(r["effect_sd"], 1, sign=True),
+                     _fmt(r["p_mcb"], 3), _fmt(r["p_best"], 2), "-" if untested else _fmt(r["effect_sd"], 1, sign=True),
                      r["verdict"], str(r["seeds"]), "-" if _missing(needed) else str(needed),
                      str(r["failed"]), str(r["pruned"])])  # fmt: skip
-    lines += ["  " + x for x in _table(["level", "mean", "diff", "95% interval", "p Holm", "P(best)", "diff/sd",
+    lines += ["  " + x for x in _table(["level", "mean", "diff", f"{1 - a.alpha:.0%} interval", "p MCB", "P(best)", "diff/sd",
                                         "verdict", "seeds", "needed", "failed", "pruned"], rows)]  # fmt: skip
-    flagged = sub[sub["own_variance"].fillna(False).astype(bool)]
+    flagged = sub[sub["flagged"].fillna(False).astype(bool)]
     for _, r in flagged.iterrows():
         lines.append(f"  spread: {r['level']} has a seed spread far from the others': {r['spread']}")
     lines.append("  diff: from the observed best; interval: simultaneous 95% bounds on (level - best of the others);"

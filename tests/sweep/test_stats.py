@@ -147,23 +147,26 @@ def test_hsus_constrained_critical_value_is_scipys_dunnett_on_a_balanced_case():
     assert (lower <= 0).all() and (upper >= 0).all()
 
 
-def test_holm_pvalues_and_bonferroni_intervals_against_the_observed_best():
-    from statsmodels.stats.multitest import multipletests
-
+def test_the_mcb_pvalue_is_the_smallest_alpha_at_which_the_interval_lies_below_zero():
     frame = balanced(k=4, seeds=3, seed=5)
-    a = stats.analyse(frame, "dim")  # the Holm p-values are details
+    a = stats.analyse(frame, "dim")  # the p-values are details
     t = a.table.set_index("level")
     best = t.index[0]
+    assert t.loc[best, "p_mcb"] == 1.0 and t.loc[best, "diff"] == 0.0
+    # by hand: the largest gap to a level above, in se units, on the studentized range
     se = t["se"].iloc[0] * math.sqrt(2)  # balanced, uncorrelated means
-    others = [lvl for lvl in t.index if lvl != best]
-    raw = [2 * sps.t.sf(abs(t.loc[lvl, "diff"]) / se, a.df) for lvl in others]
-    assert t.loc[others, "p_holm"].tolist() == pytest.approx(list(multipletests(raw, method="holm")[1]))
-    tb = sps.t.ppf(1 - 0.05 / (2 * 3), a.df)
-    assert t.loc[others, "holm_high"].tolist() == pytest.approx((t.loc[others, "diff"] + tb * se).tolist())
-    assert math.isnan(t.loc[best, "p_holm"]) and t.loc[best, "diff"] == 0.0
+    for lvl in t.index[1:]:
+        gap = (t["mean"].max() - t.loc[lvl, "mean"]) / se
+        assert t.loc[lvl, "p_mcb"] == pytest.approx(sps.studentized_range.sf(math.sqrt(2) * gap, 4, a.df))
+        # re-judged at that level (a hair either side), the interval's upper bound crosses 0 there
+        for alpha, worse in ((t.loc[lvl, "p_mcb"] * 1.001, True), (t.loc[lvl, "p_mcb"] * 0.999, False)):
+            again = stats.analyse(frame, "dim", alpha=alpha, details=False).table.set_index("level")
+            assert (again.loc[lvl, "verdict"] == stats.WORSE) == worse, (lvl, alpha)
+    # p <= 5% exactly where the verdict is worse
+    assert ((t["p_mcb"] <= 0.05) == (t["verdict"] == stats.WORSE)).all()
     # without details (racing, simulations) the verdicts are the same and the p-values left out
     lean = stats.analyse(frame, "dim", details=False).table
-    assert lean["verdict"].tolist() == a.table["verdict"].tolist() and lean["p_holm"].isna().all()
+    assert lean["verdict"].tolist() == a.table["verdict"].tolist() and lean["p_mcb"].isna().all()
 
 
 def test_the_batched_holm_adjustment_is_statsmodels_holm_row_by_row(monkeypatch):
