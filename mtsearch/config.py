@@ -610,6 +610,8 @@ PROFILE_KEYS = frozenset(
         "freeze_layers",
         "activation_cache",
         "max_length",
+        # batching for speed (issue 19: the presets' cpu profiles bucket, their reports shuffle)
+        "bucket_by_length",
         "simcse_steps",
         "simcse_epochs",
         "device",
