@@ -195,12 +195,14 @@ class RunConfig(BaseModel):
     """Steps (one batch each) of the SimCSE stage; they come before and on top of max_steps. Paper: one epoch of 10^6 sentences at batch 64 (unsup)."""
     simcse_lr: float = Field(3e-5, gt=0.0, le=1.0)
     """Peak learning rate of the SimCSE stage's own AdamW over the encoder: linear warm-up over warmup_ratio of simcse_steps, then linear decay to 0; weight_decay and max_grad_norm as in training. Paper (BERT-base): 3e-5 unsup, 5e-5 sup."""
+    simcse_schedule: Literal["linear", "constant"] = "linear"
+    """Learning rate of the SimCSE stage over its steps: 'linear' = warm-up then linear decay to 0 (the SimCSE paper's); 'constant' = simcse_lr throughout (000: "a learning rate of 1e-5")."""
     simcse_temperature: float = Field(0.05, gt=0.0, le=10.0)
     """Temperature of the contrastive loss: cross-entropy over cosine similarities divided by it (paper: 0.05)."""
     simcse_batch_size: int = Field(64, ge=2, le=4096)
     """Sentences (unsup) or positive pairs (sup) per SimCSE step; every other one in the batch is a negative (paper: 64 unsup, 512 sup)."""
-    simcse_pooling: Literal["cls", "mean"] = "cls"
-    """Sentence vector of the SimCSE loss: 'cls' = [CLS] state through a Linear+Tanh layer used only during the stage and discarded after (the paper's unsupervised recipe); 'mean' = mean of the token states, no extra layer (as pooling 'mean')."""
+    simcse_pooling: Literal["cls", "cls_raw", "mean"] = "cls"
+    """Sentence vector of the SimCSE loss: 'cls' = [CLS] state through a Linear+Tanh layer used only during the stage and discarded after (the paper's unsupervised recipe); 'cls_raw' = the [CLS] state itself, no extra layer (000's [CLS]); 'mean' = mean of the token states, no extra layer (as pooling 'mean')."""
     simcse_max_length: int = Field(32, ge=8, le=512)
     """Token budget of one SimCSE sentence; longer sentences are truncated (paper: 32)."""
     simcse_sup_threshold: float = Field(4.0, ge=0.0, le=5.0)
@@ -610,6 +612,8 @@ PROFILE_KEYS = frozenset(
         "freeze_layers",
         "activation_cache",
         "max_length",
+        # batching for speed (issue 19: the presets' cpu profiles bucket, their reports shuffle)
+        "bucket_by_length",
         "simcse_steps",
         "simcse_epochs",
         "device",

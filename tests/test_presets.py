@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from mtsearch.config import PROFILE_KEYS, RunConfig, load_config
@@ -110,3 +111,34 @@ def test_preset_trains_a_few_steps_on_the_tiny_model(path: Path, small_data_dir,
     assert kinds == (["simcse"] if config.simcse != "none" else []) + ["eval"]
     assert np.isfinite(result.overall)
     assert all(np.isfinite(v) for v in rows[-1]["train_loss"].values())
+
+
+def test_004_trains_sts_with_the_reports_plus_minus_one_cosine_embedding_loss():
+    """The report's cosine embedding loss, by hand: 1 - cos for a similar pair (target +1),
+    max(0, cos - margin) for a dissimilar one (target -1); graded targets stay an option."""
+    from mtsearch.heads import STS_SCALE
+    from mtsearch.models.multitask import LossOptions, task_loss
+
+    cfg = load_config(PRESET_DIR / "rr_over_multistep_phases_cosine.yaml", profile="gpu")
+    assert (cfg.sts_loss, cfg.sts_cosine_targets, cfg.sts_margin) == ("cosine_embedding", "sign", 0.0)
+    cos = torch.tensor([0.8, 0.3, -0.4])
+    gold = torch.tensor([4.0, 1.0, 0.5])  # similar (+1), dissimilar (-1), dissimilar (-1)
+    by_hand = ((1 - 0.8) + max(0.0, 0.3 - 0.0) + max(0.0, -0.4 - 0.0)) / 3  # = 0.5 / 3
+    got = task_loss("sts", STS_SCALE * cos, gold, LossOptions.from_config(cfg))
+    assert got.item() == pytest.approx(by_hand, abs=1e-6)
+    graded = LossOptions.from_config(cfg.model_copy(update={"sts_cosine_targets": "graded"}))
+    assert task_loss("sts", STS_SCALE * cos, gold, graded).item() != pytest.approx(by_hand, abs=1e-3)
+
+
+@pytest.mark.parametrize("preset", list(REPORTS))
+def test_report_presets_shuffle_as_their_reports_and_bucket_only_on_the_cpu_budget(preset: str):
+    path = PRESET_DIR / f"{preset}.yaml"
+    assert load_config(path, profile="gpu").bucket_by_length is False
+    assert load_config(path, profile="cpu").bucket_by_length is True
+    assert "cpu profile, batching: length-bucketed batches" in path.read_text()  # listed as a deviation
+
+
+def test_001s_pcgrad_averages_per_parameter_and_000_has_no_simcse_temperature():
+    cfg001 = load_config(PRESET_DIR / "ensemble_cnn_bilstm_supsimcse_pcgrad.yaml")
+    assert cfg001.args("update").reduction == "mean_reached" and cfg001.args("update").scope == "all"
+    assert load_config(PRESET_DIR / "concat_shared_resample_pcgrad_simcse.yaml").simcse_temperature == 1.0

@@ -3,8 +3,8 @@
 An optional stage that :func:`mtsearch.train.trainer.train` runs right after the model is
 built, before anything else reads the encoder's weights (freezing, the activation
 cache's key, the multitask optimizer). It updates the encoder only, with an AdamW of its
-own (peak ``simcse_lr``, linear warm-up over ``warmup_ratio`` of the stage's steps then
-linear decay to 0; ``weight_decay`` and ``max_grad_norm`` as in training), built and
+own (peak ``simcse_lr``; ``simcse_schedule`` linear: warm-up over ``warmup_ratio`` of the stage's steps then
+linear decay to 0, or constant; ``weight_decay`` and ``max_grad_norm`` as in training), built and
 stepped by the same functions as the multitask loop's (:mod:`mtsearch.train.optim`).
 The stage is ``simcse_steps`` long, or ``simcse_epochs`` passes over its sentences (unsup)
 or positive pairs (sup) (:func:`stage_steps`).
@@ -102,6 +102,8 @@ class _Embed(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.mlp is not None:
             return self.mlp(states[:, 0])
+        if self.pooling == "cls_raw":
+            return states[:, 0]
         m = mask.unsqueeze(-1).to(states.dtype)
         return (states * m).sum(1) / m.sum(1).clamp(min=1.0)
 
@@ -368,7 +370,7 @@ def _pretrain(
     # fused kernel rounds differently in the last bits)
     optimizer, scheduler = adamw(
         param_groups(named, config.simcse_lr, config.weight_decay, "simcse"),
-        schedule_factor("linear", steps, config.warmup_ratio),
+        schedule_factor(config.simcse_schedule, steps, config.warmup_ratio),
         fused=False,
     )
     optim = OptimHandle(optimizer, scheduler, [p for _, p in named if p.requires_grad], config.max_grad_norm)

@@ -74,8 +74,8 @@ class PCGradArgs(BaseModel):
 
     scope: Literal["shared", "all"] = "shared"
     """Which gradients are projected: 'shared' = the shared parameters' (the encoder and a shared pair layer; each head keeps its own task's gradient, as Yu et al. apply it); 'all' = the whole model's flattened gradient, heads included (Tseng's implementation, which 000, 001 and 004 ran)."""
-    reduction: Literal["sum", "mean"] = "sum"
-    """How the projected gradients combine: 'sum' (Yu et al.'s sum, the scale of the summed loss); 'mean' = their mean where every task has a gradient and their sum elsewhere (Tseng's implementation)."""
+    reduction: Literal["sum", "mean", "mean_reached"] = "sum"
+    """How the projected gradients combine: 'sum' (Yu et al.'s sum, the scale of the summed loss); 'mean' = their mean where every task has a gradient and their sum elsewhere (Tseng's implementation); 'mean_reached' = per parameter, their mean over the losses that reached it (001's own code: with partial batches a head of a task drawn twice gets the mean of its two gradients, not their sum)."""
 
 
 @UPDATES.register("pcgrad")
@@ -85,14 +85,17 @@ class PCGrad(GradientSurgery):
     Defaults (``scope: shared``, ``reduction: sum``) are the rule as Yu et al. define it
     (Algorithm 1 sums the projected gradients; shared parameters only, heads keep their
     gradient) and as mtsearch ran it before issue 11, so earlier runs keep their meaning.
-    The reports ran Tseng's public implementation (github.com/WeiChengTseng/Pytorch-PCGrad),
-    ``scope: all, reduction: mean``: the whole model's gradient is flattened, heads
-    included, every task's flattened gradient is projected against the others' (so a
-    head can receive a component of another task's gradient), then the projected
-    gradients are averaged where all tasks have a gradient and summed where only some
-    do. Tseng's loop also visits a gradient's own original in its shuffled list; that
+    Tseng's public implementation (github.com/WeiChengTseng/Pytorch-PCGrad), which 000 and
+    004 name, is ``scope: all, reduction: mean``: the whole model's gradient is flattened,
+    heads included, every task's flattened gradient is projected against the others' (so
+    a head can receive a component of another task's gradient), then the projected
+    gradients are averaged where all tasks have a gradient and summed where only some do.
+    Tseng's loop also visits a gradient's own original in its shuffled list; that
     projection acts only if the partly projected gradient turned against its own
-    original, which this rule leaves out (as Yu et al. do).
+    original, which this rule leaves out (as Yu et al. do). 001 did not run Tseng's code:
+    it wrote its own, which skips the self-projection too and averages each parameter's
+    projected gradients over the losses that reached it (``scope: all, reduction:
+    mean_reached``).
     """
 
     Args = PCGradArgs
@@ -103,6 +106,8 @@ class PCGrad(GradientSurgery):
     def combine(self, grads: torch.Tensor, tasks: list[str]) -> torch.Tensor:
         combined = pcgrad_combine(grads, self.rng)
         n = grads.shape[0]
+        if self.args.reduction == "mean_reached":
+            return self._mean_over_reached(combined, n)
         if self.args.reduction == "mean":
             # The buffer the rows came from knows which parameters every row reached; rows
             # handed in from elsewhere count as reaching every parameter.
@@ -111,3 +116,17 @@ class PCGrad(GradientSurgery):
                 return combined / n
             combined = flat.scale_common(combined, n, 1.0 / n)
         return combined
+
+    def _mean_over_reached(self, combined: torch.Tensor, n: int) -> torch.Tensor:
+        """Each parameter's summed projected gradient divided by how many of the ``n`` rows
+        (losses) reached it; a parameter no row reached stays zero. Rows handed in from
+        elsewhere count as reaching every parameter."""
+        flat = self._flat
+        if flat is None or len(flat.reached) < n:
+            return combined / n
+        out = combined.clone()
+        for k in range(len(flat.params)):
+            count = sum(flat.reached[r][k] for r in range(n))
+            if count > 1:
+                out[flat.offsets[k] : flat.offsets[k + 1]] /= count
+        return out

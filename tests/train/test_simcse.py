@@ -262,3 +262,20 @@ def test_activation_cache_is_keyed_on_the_pretrained_weights(small_data_dir, run
     assert plain["built"] and pre["built"] and not pre["reused"]
     assert not set(pre["built"]) & set(plain["built"] + plain["reused"])
     assert set(again["reused"]) == set(pre["built"]) and not again["built"]
+
+
+def test_000s_stage_as_written_constant_lr_raw_cls_and_no_temperature(
+    small_data_dir, tokenizer, runs, monkeypatch
+):
+    # 000: "a learning rate of 1e-5", a [CLS] sentence vector and a loss without temperature:
+    # every step at 1e-5 (no warm-up, no decay), the [CLS] state itself, logits = cosines.
+    monkeypatch.setattr(sc, "LOG_EVERY", 2)
+    _, result = _stage(
+        small_data_dir, tokenizer, seed=0, simcse="unsup", simcse_steps=5, simcse_lr=1e-5,
+        simcse_schedule="constant", simcse_pooling="cls_raw", simcse_temperature=1.0,
+    )  # fmt: skip
+    assert [r["lr"] for r in result.rows] == pytest.approx([1e-5, 1e-5, 1e-5])
+    embed = sc._Embed(8, "cls_raw")
+    states = torch.randn(2, 3, 8)
+    assert not list(embed.parameters())  # no extra layer to train
+    assert torch.equal(embed(states, torch.ones(2, 3)), states[:, 0])

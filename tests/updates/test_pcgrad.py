@@ -235,3 +235,35 @@ def test_scope_all_mean_equals_tsengs_implementation_on_the_tiny_model():
         [torch.full((p.numel(),), n.startswith("heads.")) for n, p in zip(names, params, strict=True)]
     )
     assert not torch.allclose(flat[head.bool()], own[head.bool()].double(), atol=1e-6)
+
+
+def test_mean_reached_averages_each_parameter_over_the_losses_that_reach_it():
+    # 001's partial batches: sst drawn twice, sts once, so three losses in one step.
+    # loss_sst = (1, 0) . w + h_sst, loss_sts = (0, 1) . w + h_sts: no conflict, no projection.
+    # 001's formula, per parameter: the mean over the losses whose gradient reaches it.
+    #   w: reached by all three, ((1, 0) + (1, 0) + (0, 1)) / 3 = (2/3, 1/3)
+    #   h_sst: reached by the two sst losses, (1 + 1) / 2 = 1;  h_sts: by one, 1.
+    from mtsearch.train.optim import OptimHandle
+
+    def run(reduction: str) -> dict[str, torch.Tensor]:
+        model = _Linear()
+        a = {"sst": torch.tensor([1.0, 0.0]), "sts": torch.tensor([0.0, 1.0])}
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        handle = OptimHandle(
+            opt, sched, list(model.parameters()), None, shared_params=[model.w],
+            head_params={t: [model.h[t]] for t in a},
+        )  # fmt: skip
+        args = UPDATES.parse_args("pcgrad", {"scope": "all", "reduction": reduction}, "update_args")
+        rule = UPDATES.create("pcgrad", args, tasks=list(a))
+        rule.step(["sst", "sts", "sst"], lambda t: (a[t] * model.w).sum() + model.h[t].sum(), handle)
+        return {"w": -model.w.detach(), "sst": -model.h["sst"].detach(), "sts": -model.h["sts"].detach()}
+
+    got = run("mean_reached")
+    assert torch.allclose(got["w"], torch.tensor([2 / 3, 1 / 3]))
+    assert torch.allclose(got["sst"], torch.tensor([1.0])) and torch.allclose(got["sts"], torch.tensor([1.0]))
+    # Tseng's 'mean' sums where not every loss reaches: the sst head's gradient doubles.
+    got = run("mean")
+    assert torch.allclose(got["w"], torch.tensor([2 / 3, 1 / 3])) and torch.allclose(
+        got["sst"], torch.tensor([2.0])
+    )
