@@ -11,6 +11,10 @@ A point fires once per runs folder: before dying the process leaves a marker
 worker restarted by Ray) goes on instead of dying at the same place again. Several
 points may be given, separated by commas. Unset (always, outside tests), this is a dict
 lookup.
+
+``<point>:<n>:sigint`` interrupts instead of killing: the process sends itself SIGINT, as a
+user's Ctrl-C would (Python raises KeyboardInterrupt in the main thread), so a test can
+press Ctrl-C at a named moment rather than after a guessed delay.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ def fault_point(name: str) -> None:
         return
     _seen[name] = _seen.get(name, 0) + 1
     for item in spec.split(","):
-        point, _, count = item.strip().partition(":")
+        point, _, rest = item.strip().partition(":")
+        count, _, how = rest.partition(":")
         if point == name and _seen[name] == int(count or 1):
-            _die(f"{point}-{int(count or 1)}")
+            _die(f"{point}-{int(count or 1)}", signal.SIGINT if how == "sigint" else signal.SIGKILL)
 
 
-def _die(marker: str) -> None:
+def _die(marker: str, sig: int = signal.SIGKILL) -> None:
     from mtsearch.paths import runs_dir
 
     folder = runs_dir() / ".faults"
@@ -42,4 +47,4 @@ def _die(marker: str) -> None:
         os.close(os.open(folder / marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), sig)
