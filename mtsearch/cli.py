@@ -187,13 +187,24 @@ def _sweep(args: argparse.Namespace) -> int:
             trials=args.trials if args.trials is not None else space.trials,
             minutes=args.minutes if args.minutes is not None else space.minutes,
         )
+    if not args.worker:  # a data problem every run would hit: one error before the first run
+        from mtsearch.train.trainer import check_data
+
+        check_data(space.run_config({}, 0))
     backend = BACKENDS.get(args.backend)()
     options = dict(mlflow=not args.no_mlflow, progress=not args.quiet, extra_set=extra)
     if args.backend == "optuna":
         options.update(storage=args.storage, worker=args.worker, jobs=jobs)
     else:
         options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
-    outcome = backend.run(space, args.name, **options)
+    if not args.worker:
+        options["on_round"] = _print_round
+    try:
+        outcome = backend.run(space, args.name, **options)
+    except KeyboardInterrupt:
+        if not args.worker:
+            _print_interrupted(args.name or space.name, args.argv)
+        raise
     for note in outcome.notes:
         print(f"note: {note}")
     counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
@@ -214,8 +225,55 @@ def _sweep(args: argparse.Namespace) -> int:
     if not res.configurations.empty:
         write_tables(res)
     print(format_results(res))
+    if space.racing:
+        from mtsearch.sweep.provisional import format_unsettled
+
+        print(format_unsettled(res))
     print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
+    _fail_if_nothing_finished(outcome, runs, space)
     return 0
+
+
+def _print_round(sweep_dir: Path, level: int, decision, extend: list[str]) -> None:
+    """A racing round is complete: its tables, marked provisional (the sweep's own process only)."""
+    from mtsearch.faults import fault_point
+    from mtsearch.sweep.provisional import format_round
+
+    print("\n" + format_round(sweep_dir, level, decision, extend), flush=True)
+    fault_point("round_shown")  # tests press Ctrl-C here
+
+
+def _print_interrupted(name: str, argv: list[str]) -> None:
+    """Ctrl-C: the tables of the runs done so far and the command that goes on from there."""
+    import shlex
+
+    from mtsearch.sweep.results import compute, format_results
+    from mtsearch.sweep.runner import sweeps_dir
+
+    sweep_dir = sweeps_dir() / name
+    print(f"\nsweep {name}: interrupted by the user")
+    if (sweep_dir / "sweep.json").exists():
+        print("the tables so far (PROVISIONAL: the sweep is not finished):")
+        print(format_results(compute(str(sweep_dir))))
+    print(f"resume (runs done are kept, an interrupted run is trained again): {shlex.join(['mtsearch', *argv])}",
+          flush=True)  # fmt: skip
+
+
+def _fail_if_nothing_finished(outcome, runs, space) -> None:
+    """A sweep that finished no run, or stopped at max_failures, is an error (exit 2), its first error named."""
+    from mtsearch.errors import MtsearchError
+
+    usable = int(runs["status"].isin(("finished", "stopped_early")).sum()) if not runs.empty else 0
+    hit_max = outcome.stopped_because.startswith("more than max_failures")
+    if usable and not hit_max:
+        return
+    failed = runs[runs["status"] == "failed"] if not runs.empty else runs
+    first = ""
+    if len(failed):
+        r = failed.iloc[0]
+        first = f"; first error ({r['run']}): {str(r['error'] or 'no error recorded').splitlines()[0]}"
+    what = outcome.stopped_because if hit_max else "no run finished"
+    raise MtsearchError(f"sweep {outcome.name}: {what} ({len(failed)} failed){first}")
 
 
 def _seeds_line(runs, space) -> str:
@@ -337,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--name", help="sweep name (default: the space's); the same name resumes")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config key")
     sw.add_argument("--data-dir")
-    sw.add_argument("--trials", type=int, help="override the budget's number of configurations")
+    sw.add_argument("--trials", type=int,
+                    help="override the budget's number of configurations; under algorithm: grid, the grid's first N "
+                    "configurations in the space file's order (dimensions as listed, the last one varying fastest)")  # fmt: skip
     sw.add_argument("--minutes", type=float, help="override the budget's wall-clock minutes")
     sw.add_argument("--storage", help="Optuna storage URL (default: sqlite in runs/sweeps/<name>/); the run "
                     "folders stay in runs/sweeps/<name>/, which every worker must share")  # fmt: skip
@@ -406,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(
+        sys.argv[1:] if argv is None else argv
+    )  # the command as given: Ctrl-C prints it to resume
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

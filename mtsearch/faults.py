@@ -19,6 +19,9 @@ some seconds: the n-th time a process reaches the point it writes
 until that many processes have held there (a rendezvous: runs that must be in flight
 together), without, stays until a signal ends it (Ctrl-C: the KeyboardInterrupt is raised
 at the point, as it would be anywhere in the run).
+``<point>:<n>:sigint`` interrupts instead of killing: the process sends itself SIGINT, as a
+user's Ctrl-C would (Python raises KeyboardInterrupt in the main thread), so a test can
+press Ctrl-C at a named moment rather than after a guessed delay.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ def fault_point(name: str) -> None:
         return
     _seen[name] = _seen.get(name, 0) + 1
     for item in (spec or "").split(","):
-        point, _, count = item.strip().partition(":")
+        point, _, rest = item.strip().partition(":")
+        count, _, how = rest.partition(":")
         if point == name and _seen[name] == int(count or 1):
-            _die(f"{point}-{int(count or 1)}")
+            _die(f"{point}-{int(count or 1)}", signal.SIGINT if how == "sigint" else signal.SIGKILL)
     for item in (hold or "").split(","):
         point, count, peers = (item.strip().split(":") + ["", ""])[:3]
         if point == name and _seen[name] == int(count or 1):
@@ -68,7 +72,7 @@ def held(runs: os.PathLike | str, point: str) -> dict[int, str]:
     return {int(n.rsplit("-", 1)[1]): n for n in names if n.startswith(point + "-")}
 
 
-def _die(marker: str) -> None:
+def _die(marker: str, sig: int = signal.SIGKILL) -> None:
     from mtsearch.paths import runs_dir
 
     folder = runs_dir() / ".faults"
@@ -78,4 +82,4 @@ def _die(marker: str) -> None:
         os.close(os.open(folder / marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), sig)

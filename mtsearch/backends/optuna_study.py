@@ -49,6 +49,7 @@ from mtsearch.sweep.runner import (
     Plan,
     RunLock,
     SweepContext,
+    announce_round,
     describe_params,
     execute_run,
     file_lock,
@@ -340,6 +341,12 @@ class _Worker:
             if self.tally.failures > self.ctx.space.max_failures:
                 return f"more than max_failures={self.ctx.space.max_failures} failed runs"
             job, plan = self._next()
+            try:
+                announce_round(self.ctx)  # a racing round just completed: its provisional tables
+            except BaseException:  # Ctrl-C while they print: the run just taken is given back
+                if job is not None:
+                    self._abandon(job)
+                raise
             if job is not None:
                 self._run(job)
             elif plan is not None and plan.finished_because:
@@ -426,10 +433,7 @@ class _Worker:
         except Pruned:
             summary = run_summary(ctx, job.key)
         except KeyboardInterrupt:
-            with contextlib.suppress(Exception):
-                study._storage.set_trial_user_attr(trial._trial_id, "error", "interrupted by the user")
-                study.tell(trial, state=__import__("optuna").trial.TrialState.FAIL)
-            job.lock.release()
+            self._abandon(job)
             raise
         try:
             state = tell_from_run(study, ctx, trial.number, summary)
@@ -451,6 +455,14 @@ class _Worker:
             log.info("run %s (%s): %s", job.key, desc, " / ".join(f"{v:.4f}" for v in summary["values"]))
         else:
             log.info("run %s (%s): %s", job.key, desc, summary["status"])
+
+    def _abandon(self, job: _Job) -> None:
+        """Ctrl-C: the run's trial fails as interrupted and its lock goes, so a resume trains it again."""
+        study, trial = self.study, job.trial
+        with contextlib.suppress(Exception):
+            study._storage.set_trial_user_attr(trial._trial_id, "error", "interrupted by the user")
+            study.tell(trial, state=__import__("optuna").trial.TrialState.FAIL)
+        job.lock.release()
 
     def _wait(self, plan: Plan) -> None:
         """Nothing to start: wait until a run another worker trains ends (it may end by a crash)."""
@@ -478,17 +490,20 @@ class OptunaBackend(Backend):
         jobs: int = 1,
         threads: int | None = None,
         extra_set: dict[str, Any] | None = None,
+        on_round=None,
         **_: Any,
     ) -> SweepOutcome:
-        """``jobs``: runs at once on this machine (this process and jobs-1 more workers, see
-        :mod:`mtsearch.backends.jobs`); ``threads``: torch threads of each run (None: the config's,
-        or the cores split between the jobs); ``extra_set``: the --set overrides the space was
-        loaded with, for the other jobs to load it alike."""
+        """``on_round``: see :attr:`SweepContext.on_round`; ``jobs``: runs at once on this machine
+        (this process and jobs-1 more workers, see :mod:`mtsearch.backends.jobs`); ``threads``:
+        torch threads of each run (None: the config's, or the cores split between the jobs);
+        ``extra_set``: the --set overrides the space was loaded with, for the other jobs to load
+        it alike."""
         from mtsearch.backends.jobs import start_jobs, threads_per_job
 
         t0 = time.perf_counter()
         ctx = prepare_sweep(space, name, "optuna", mlflow=mlflow, worker=worker)
         ctx.race_policy = race_policy
+        ctx.on_round = on_round
         if threads is None and jobs > 1:
             threads = threads_per_job(jobs, space.base.get("num_threads"))
         ctx.threads = threads

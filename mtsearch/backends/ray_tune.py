@@ -49,6 +49,7 @@ from mtsearch.sweep.keys import RunKey
 from mtsearch.sweep.runner import (
     RunLock,
     SweepContext,
+    announce_round,
     execute_run,
     file_lock,
     finite_points,
@@ -148,6 +149,9 @@ def _searcher(ctx: SweepContext, study, meta: dict[str, Any], budget: int | None
             if self.failures > ctx.space.max_failures:
                 self.finished_because = f"more than max_failures={ctx.space.max_failures} failed runs"
                 return Searcher.FINISHED
+            # A racing round the last pick found complete: its provisional tables (before this pick, so
+            # a Ctrl-C while they print holds no run; Tune asks again as soon as a slot is free).
+            announce_round(ctx)
             with file_lock(ctx.sweep_dir / ".propose.lock"):
                 job = self._pick()
             if job is None or isinstance(job, str):
@@ -325,6 +329,7 @@ class RayBackend(Backend):
         extra_set: dict[str, Any] | None = None,
         max_trials: int | None = None,
         race_policy=None,
+        on_round=None,
         **_: Any,
     ) -> SweepOutcome:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -336,6 +341,7 @@ class RayBackend(Backend):
         t0 = time.perf_counter()
         ctx = prepare_sweep(space, name, "ray", mlflow=mlflow)
         ctx.race_policy = race_policy
+        ctx.on_round = on_round  # the searcher runs in this driver process: it prints the rounds
         for note in ctx.notes:
             log.warning("%s", note)
         url = storage_url(ctx, None)

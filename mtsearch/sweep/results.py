@@ -111,7 +111,9 @@ def shown_level(cell: Any) -> str:
     return NA if _missing(cell) else level_label(cell)
 
 
-def compute(name: str) -> SweepResults:
+def compute(name: str, below_seed_index: int | None = None) -> SweepResults:
+    """The tables of a sweep from its run folders; ``below_seed_index``: only the runs of seed
+    index below it (a racing round's view, as the race decided on it)."""
     import pandas as pd
 
     sweep_dir = find_sweep(name)
@@ -123,6 +125,8 @@ def compute(name: str) -> SweepResults:
     metrics = ["overall", *tasks]
     delta = float(space.get("delta", stats.DELTA))
     runs, incomplete = load_runs(sweep_dir, meta)
+    if below_seed_index is not None and not runs.empty:
+        runs = runs[runs["seed_index"] < below_seed_index].reset_index(drop=True)
     empty = pd.DataFrame()
     out = SweepResults(sweep_dir.name, sweep_dir, meta, runs, empty, empty, None, metrics, dims, incomplete,
                        delta=delta)  # fmt: skip

@@ -146,6 +146,9 @@ class SweepContext:
     notes: list[str] = field(default_factory=list)  # what the user should know (seeds changed, ...)
     race_policy: Callable[[Any, Any], Any] | None = None  # tests may pass a policy; default: racing.decide
     threads: int | None = None  # torch threads of each run (--jobs splits the cores); None: the config's
+    # Called with (sweep_dir, level, decision, extend) once per racing round this process sees complete (the
+    # command's own process sets it to print the provisional tables; extra workers leave it None).
+    on_round: Callable[[Path, int, Any, list[str]], None] | None = None
     _decisions: dict = field(default_factory=dict, repr=False)
 
     def run_dir(self, key: RunKey) -> Path:
@@ -468,8 +471,10 @@ def plan_work(ctx: SweepContext, reserved: frozenset[RunKey] | set[RunKey] = fro
 
     next_point, proposals_left = None, False
     if space.exhaustive:
+        # --trials N (budget) under a grid: its first N points in grid() order, then no more.
         known = set(configs)
-        next_point = next((p for p in _grid(ctx) if p[1] not in known), (None, None))[0]
+        if budget is None or len(configs) < budget:
+            next_point = next((p for p in _grid(ctx) if p[1] not in known), (None, None))[0]
         proposals_left = next_point is not None
     else:
         finite = _finite(ctx)
@@ -508,6 +513,9 @@ def plan_work(ctx: SweepContext, reserved: frozenset[RunKey] | set[RunKey] = fro
 def _complete_reason(ctx: SweepContext, n: int, budget: int | None) -> str:
     space = ctx.space
     if space.exhaustive:
+        size = len(_grid(ctx))
+        if budget is not None and budget < size:
+            return f"the first {budget} of the grid's {size} configurations are done (--trials {budget})"
         return "every grid configuration is done"
     if _finite(ctx) is not None and (budget is None or n < budget):
         return f"every one of the space's {n} distinct configurations is done"
@@ -562,7 +570,22 @@ def _race(ctx: SweepContext, status: dict[RunKey, str], need: dict[str, int], cl
             return need, f"racing: {decision.reason or 'no configuration left to extend'}"
         for h in extend:
             need[h] = m + 1
+        ctx._decisions["round"] = (m, decision, extend)  # the latest round decided: what it is for
         m += 1
+
+
+def announce_round(ctx: SweepContext) -> None:
+    """Tell ``ctx.on_round`` of the latest racing round :func:`plan_work` found decided, once per round.
+
+    Called by a backend's scheduler after planning, outside the propose lock (the callback
+    reads every run folder). A resumed sweep announces the round it stands at first.
+    """
+    latest = ctx._decisions.get("round")
+    shown = ctx._decisions.setdefault("rounds shown", set())
+    if ctx.on_round is None or latest is None or latest[0] in shown:
+        return
+    shown.add(latest[0])
+    ctx.on_round(ctx.sweep_dir, *latest)
 
 
 def _decide(ctx: SweepContext, level: int):

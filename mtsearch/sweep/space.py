@@ -456,6 +456,8 @@ def grid_size(space: Space) -> int:
 def expected_runs(space: Space) -> int | None:
     """Runs of a sweep without racing (racing: at least this many)."""
     n = grid_size(space) if space.exhaustive else space.trials
+    if space.exhaustive and space.trials is not None:  # --trials N: the grid's first N points
+        n = min(n, space.trials)
     finite = space.finite_grid()
     if n is not None and finite is not None:
         n = min(n, len(finite))

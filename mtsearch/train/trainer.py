@@ -168,18 +168,18 @@ class RunData:
         return [*self.training_splits(), *self.dev_splits.values()]
 
 
-def load_data(config: RunConfig, runtime: Runtime) -> RunData:
-    """Stage 2: load, check and encode the train and dev splits; draw the dev subsets.
+def check_data(config: RunConfig) -> None:
+    """The checks every run of ``config``'s data makes before training (:func:`setup_run`, then the
+    splits read and checked as :func:`load_data` reads them), without the model or the encoding:
+    a sweep calls it once before its first run, so a data problem every run would hit is one
+    error, not a failed run per configuration."""
+    read_splits(config, setup_run(config))
 
-    ``encode_for_model`` decides which encodings the config's pair_mode needs (one place).
-    A task's extra_data rows are their own Split (own token cache, own fingerprint row),
-    appended to the task's training examples.
-    """
-    from mtsearch.data import concat_encoded, load_extra, load_split
-    from mtsearch.models.encoder import load_tokenizer
-    from mtsearch.models.multitask import encode_for_model
 
-    tokenizer = load_tokenizer(runtime.source)
+def read_splits(config: RunConfig, runtime: Runtime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The train and dev splits of ``config``'s tasks, each checked to have a usable row."""
+    from mtsearch.data import load_split
+
     strict = config.strict_data
     train_splits = {
         t: load_split(
@@ -205,6 +205,23 @@ def load_data(config: RunConfig, runtime: Runtime) -> RunData:
             raise MtsearchError(
                 f"{split.path}: no usable rows for task '{split.task}' ({split.split}{skipped})"
             )
+    return train_splits, dev_splits
+
+
+def load_data(config: RunConfig, runtime: Runtime) -> RunData:
+    """Stage 2: load, check and encode the train and dev splits; draw the dev subsets.
+
+    ``encode_for_model`` decides which encodings the config's pair_mode needs (one place).
+    A task's extra_data rows are their own Split (own token cache, own fingerprint row),
+    appended to the task's training examples.
+    """
+    from mtsearch.data import concat_encoded, load_extra
+    from mtsearch.models.encoder import load_tokenizer
+    from mtsearch.models.multitask import encode_for_model
+
+    tokenizer = load_tokenizer(runtime.source)
+    strict = config.strict_data
+    train_splits, dev_splits = read_splits(config, runtime)
     enc_train = {t: encode_for_model(s, tokenizer, config) for t, s in train_splits.items()}
     extra_splits = {t: load_extra(t, p, strict=strict) for t, p in runtime.extra_paths.items()}
     for t, extra in extra_splits.items():

@@ -1,0 +1,65 @@
+"""What a racing sweep prints while it runs: each round's tables, marked provisional.
+
+A raced sweep (``seeds: {min, max}``) can take its whole budget; its first answer exists as
+soon as every configuration has its minimum seeds. After each racing round the command
+prints the ranked table and the verdicts as they stand, read from the run folders like the
+final tables (:func:`mtsearch.sweep.results.compute`, limited to the seed indices the round
+saw), then what the next round is for: which configurations get the next seed index and why,
+and which left the race. The closing output says which verdicts more seeds would settle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MARK = "PROVISIONAL"
+
+
+def format_round(sweep_dir: Path | str, level: int, decision: Any, extend: list[str]) -> str:
+    """The tables after the racing round on seed indices ``0 .. level-1`` and what round ``level`` is for."""
+    from mtsearch.sweep.results import compute, format_results
+    from mtsearch.sweep.runner import describe_params, read_configurations
+
+    res = compute(str(sweep_dir), below_seed_index=level)
+    configs = read_configurations(Path(sweep_dir))
+    why = dict(getattr(decision, "why", {}) or {})
+
+    def label(h: str) -> str:
+        return describe_params(configs.get(h, {}).get("params", {})) if h in configs else h
+
+    out = [f"==== {MARK}: racing round after {level} seed(s) per configuration; the race goes on, so these "
+           "verdicts may change ===="]  # fmt: skip
+    out.append(format_results(res))
+    out.append("")
+    out.append(f"next round ({MARK}): seed index {level} for {len(extend)} configuration(s) still in the 95% best "
+               "set and not yet decided against the best; another seed narrows their intervals:")  # fmt: skip
+    out += [f"  {label(h)}: {why.get(h, 'still in the race')}" for h in extend]
+    left = [h for h, text in why.items() if h not in extend and str(text).startswith("out after")]
+    if left:
+        out.append("out of the race (no further seeds):")
+        out += [f"  {label(h)}: {why[h]}" for h in left]
+    out.append(f"==== end of the {MARK} tables of the round after {level} seed(s) ====")
+    return "\n".join(out)
+
+
+def format_unsettled(res: Any) -> str:
+    """Which verdicts more time would settle: the undetermined levels and the seeds that would decide them."""
+    from mtsearch.sweep import stats
+    from mtsearch.sweep.results import _missing
+
+    if res.ablation is None or res.ablation.empty:
+        return ""
+    rows = res.ablation[
+        (res.ablation["metric"] == "overall") & (res.ablation["verdict"] == stats.UNDETERMINED)
+    ]
+    if rows.empty:
+        return "more time would settle: nothing (no verdict is undetermined)"
+    lines = ["more time would settle (undetermined verdicts; seeds per configuration that would decide each at "
+             "80% power):"]  # fmt: skip
+    for _, r in rows.iterrows():
+        needed = (
+            "more than the race allows" if _missing(r["seeds_needed"]) else f"about {r['seeds_needed']} seeds"
+        )
+        lines.append(f"  {r['dimension']} = {r['level']}: {needed} (has {r['seeds']})")
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""The command line of a sweep: provisional tables per racing round, Ctrl-C, failing loudly, --trials on a grid.
+
+Everything goes through the real ``mtsearch`` main() on the smoke space (tiny model). The
+racing policy is the deterministic fake of the rounds tests (round after 2 seeds: the two
+best go on; after 3: the best; then stop), so the rounds do not hang on the tiny model's
+scores; the Ctrl-C is pressed at a named fault point, never after a delay.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+
+import pytest
+
+from mtsearch.cli import main
+from mtsearch.sweep.keys import DONE
+from mtsearch.sweep.provisional import MARK
+from mtsearch.sweep.runner import load_runs
+from tests.sweep.test_rounds import FakePolicy, racing_space
+
+
+@pytest.fixture
+def small_env(runs, small_data_dir, monkeypatch):
+    monkeypatch.setenv("MTSEARCH_DATA", str(small_data_dir))
+    return runs
+
+
+@pytest.fixture
+def fake_race(monkeypatch):
+    policy = FakePolicy()
+    monkeypatch.setattr("mtsearch.sweep.racing.decide", policy)
+    return policy
+
+
+def test_each_racing_round_prints_provisional_tables(small_env, fake_race, tmp_path, capsys):
+    space = str(racing_space(tmp_path))
+    assert main(["sweep", space, "--quiet", "--no-mlflow"]) == 0
+    out = capsys.readouterr().out
+    # round after 2 seeds (2 configurations go on), after 3 (1 goes on); after 4 the race stops: final tables
+    assert [line.split(";")[0] for line in out.splitlines() if line.startswith(f"==== {MARK}")] == [
+        f"==== {MARK}: racing round after 2 seed(s) per configuration",
+        f"==== {MARK}: racing round after 3 seed(s) per configuration",
+    ]
+    first = out[out.index(f"{MARK}: racing round after 2") : out.index("end of the PROVISIONAL tables")]
+    assert "configurations ranked by mean overall" in first and "ablation: sampler" in first
+    assert "(top 3 of 3; mean ± sd)" in first  # every configuration, ranked on its first two seeds
+    assert f"next round ({MARK}): seed index 2 for 2 configuration(s)" in first
+    # the round's table is the runs it saw: 3 configurations x 2 seeds, though 3 more runs followed
+    assert "6 runs read" in first
+    assert "sweep race: racing: one configuration left in the best set" in out
+    assert "more time would settle" in out
+    assert out.rindex("more time would settle") > out.rindex(MARK)  # the closing output, after the rounds
+
+
+def test_ctrl_c_after_a_round_prints_the_tables_so_far_and_the_resume_command(
+    small_env, fake_race, tmp_path, monkeypatch, capsys
+):
+    space = str(racing_space(tmp_path))
+    # Ctrl-C right after the first round's tables
+    monkeypatch.setenv("MTSEARCH_FAULT", "round_shown:1:sigint")
+    argv = ["sweep", space, "--quiet", "--no-mlflow"]
+    assert main(argv) == 130
+    captured = capsys.readouterr()
+    out = captured.out
+    assert f"{MARK}: racing round after 2 seed(s)" in out
+    assert "sweep race: interrupted by the user" in out
+    tail = out[out.index("interrupted by the user") :]
+    assert "the tables so far (PROVISIONAL" in tail and "configurations ranked by mean overall" in tail
+    resume = next(line for line in tail.splitlines() if line.startswith("resume"))
+    command = shlex.split(resume.split(": ", 1)[1])
+    assert command == ["mtsearch", *argv]
+    assert "mtsearch: interrupted" in captured.err
+    done = load_runs(small_env / "sweeps" / "race")
+    assert len(done[done["status"].isin(DONE)]) == 6  # the first seeds, nothing of round 2 done yet
+
+    # the printed command goes on from there (the fault point fired once; it stays quiet now)
+    monkeypatch.delenv("MTSEARCH_FAULT")
+    assert main(command[1:]) == 0
+    done = load_runs(small_env / "sweeps" / "race")
+    assert len(done[done["status"].isin(DONE)]) == 9
+
+
+def header_only(small_data_dir, tmp_path, name: str):
+    data = tmp_path / "data"
+    shutil.copytree(small_data_dir, data)
+    path = data / name
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    return data
+
+
+@pytest.mark.parametrize("name", ["ids-sst-train.csv", "ids-sst-dev.csv"])
+def test_a_data_problem_every_run_would_hit_fails_before_the_first_run(
+    small_env, small_data_dir, tmp_path, monkeypatch, capsys, name
+):
+    monkeypatch.setenv("MTSEARCH_DATA", str(header_only(small_data_dir, tmp_path, name)))
+    assert main(["sweep", "smoke", "--quiet", "--no-mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[-1]] and err[0].startswith("mtsearch: error: ") and name in err[0]
+    assert "no usable rows for task 'sst'" in err[0]
+    assert not (small_env / "sweeps" / "smoke").exists()  # no run, no sweep folder
+
+
+def test_a_sweep_whose_every_run_fails_exits_non_zero_with_the_first_error(
+    small_env, small_data_dir, tmp_path, monkeypatch, capsys
+):
+    # A failure the check before the first run cannot see: every run fails on its own.
+    monkeypatch.setenv("MTSEARCH_DATA", str(header_only(small_data_dir, tmp_path, "ids-sst-train.csv")))
+    monkeypatch.setattr("mtsearch.train.trainer.check_data", lambda config: None)
+    assert main(["sweep", "smoke", "--quiet", "--no-mlflow"]) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("mtsearch: error:")]
+    assert len(errors) == 1
+    assert "sweep smoke: no run finished (4 failed); first error" in errors[0]
+    assert "no usable rows for task 'sst'" in errors[0]
+    assert "failed runs:" in captured.out  # the tables and the failures are still printed
+
+
+def test_trials_under_a_grid_takes_its_first_configurations(small_env, capsys):
+    assert main(["sweep", "smoke", "--quiet", "--no-mlflow", "--trials", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "the first 1 of the grid's 2 configurations are done (--trials 1)" in out
+    table = load_runs(small_env / "sweeps" / "smoke")
+    assert len(table) == 2 and {p["sampler"] for p in table["params"]} == {"round_robin"}  # the grid's first
