@@ -20,6 +20,7 @@ BENCHES = [
     ("faults", ["bench_faults.py"]),
     ("jobs", ["bench_jobs.py"]),
     ("decision", ["bench_decision.py"]),
+    ("gpu", ["bench_gpu.py"]),  # skips with one line without CUDA
 ]
 
 

@@ -41,6 +41,7 @@ NON_SEMANTIC_FIELDS = frozenset(
         "seed",
         "log_grad_conflict",  # a diagnostic: it draws no randomness and changes no weight
         "activation_cache",  # exact: the same run with or without it (up to float rounding)
+        "compile",  # the same computation, compiled (up to float rounding)
     }
 )
 
@@ -235,6 +236,8 @@ class RunConfig(BaseModel):
     """'auto' uses CUDA when present, else the CPU."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """'auto' is bf16 autocast on a CUDA device that supports it, fp32 otherwise."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """Run the model through torch.compile, training batches padded to a few fixed widths (static shapes; CUDA graphs on CUDA); 'auto' = on for CUDA, off on the CPU; a compile failure falls back to eager with one warning."""
     num_threads: int | None = Field(None, ge=1)
     """CPU threads for torch; None: torch's default."""
     progress: bool = True
@@ -618,6 +621,7 @@ PROFILE_KEYS = frozenset(
         "simcse_epochs",
         "device",
         "precision",
+        "compile",
         "num_threads",
         "save_checkpoint",
         "progress",

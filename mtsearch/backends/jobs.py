@@ -68,6 +68,89 @@ def check_jobs(value: str | int | None) -> int:
     return int(text)
 
 
+# ----------------------------------------------------------------- packing runs onto GPUs
+#: Adding one more run per GPU must raise the GPU's runs per hour by at least this factor.
+MIN_PACKING_GAIN = 1.05
+#: The share of a GPU's memory the packed runs may fill (the rest: CUDA context, fragmentation).
+GPU_MEMORY_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class PackProbe:
+    """One measurement: ``jobs`` runs sharing one GPU trained ``runs_per_hour`` runs an hour together."""
+
+    jobs: int
+    runs_per_hour: float
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How many runs share each GPU, and why."""
+
+    per_gpu: int
+    gpus: int
+    reason: str
+
+    @property
+    def jobs(self) -> int:
+        """Runs at once on the machine (``--jobs``)."""
+        return self.per_gpu * self.gpus
+
+    @property
+    def gpus_per_trial(self) -> float:
+        """The same packing as Ray's fractional GPU share per trial."""
+        return 1.0 / self.per_gpu
+
+
+def choose_packing(
+    probes: list[PackProbe],
+    *,
+    run_memory_gib: float,
+    gpu_memory_gib: float,
+    cores: int,
+    gpus: int,
+    min_gain: float = MIN_PACKING_GAIN,
+) -> Packing:
+    """How many runs share each of ``gpus`` GPUs, from measurements of runs per hour.
+
+    ``probes``: runs per hour of one GPU with 1, 2, 4, ... runs sharing it. The count
+    grows while the next measured count raises runs per hour by at least ``min_gain``
+    (stopping at the first that does not), within two caps: memory (``run_memory_gib``
+    per run within :data:`GPU_MEMORY_SHARE` of ``gpu_memory_gib``) and cores (at least
+    one per run: ``cores // gpus`` runs per GPU).
+    """
+    if gpus < 1:
+        raise ValueError("choose_packing: no GPU to pack runs onto")
+    mem_cap = max(1, int(GPU_MEMORY_SHARE * gpu_memory_gib // max(run_memory_gib, 1e-9)))
+    core_cap = max(1, cores // gpus)
+    cap = min(mem_cap, core_cap)
+    caps = (f"memory allows {mem_cap} ({run_memory_gib:.1f} GiB a run of {gpu_memory_gib:.0f} GiB), "
+            f"cores {core_cap} a GPU ({cores} cores)")  # fmt: skip
+    measured = sorted((p for p in probes if p.jobs >= 1), key=lambda p: p.jobs)
+    if not measured:
+        return Packing(1, gpus, f"1 run a GPU: nothing measured; {caps}")
+    best = measured[0]
+    why = f"the measurements stopped at {best.jobs}"
+    for probe in measured[1:]:
+        if probe.jobs > cap:
+            why = f"{probe.jobs} would exceed the cap of {cap}"
+            break
+        gain = probe.runs_per_hour / best.runs_per_hour if best.runs_per_hour > 0 else float("inf")
+        if gain < min_gain:
+            why = f"{probe.jobs} runs raised runs per hour only {gain:.2f}x over {best.jobs} (< {min_gain:.2f}x)"
+            break
+        best = probe
+    else:
+        if len(measured) > 1:
+            why = f"each measured count up to {best.jobs} raised runs per hour by >= {min_gain:.2f}x"
+    per_gpu = min(best.jobs, cap)
+    return Packing(
+        per_gpu,
+        gpus,
+        f"{per_gpu} run(s) a GPU ({best.runs_per_hour:.0f} runs/h each GPU): {why}; {caps}",
+    )
+
+
 @dataclass
 class Jobs:
     """The worker processes one ``--jobs N`` sweep started beside its own."""

@@ -419,6 +419,67 @@ def finite_loss(loss: torch.Tensor, name: str, where: str, advice: str) -> float
     return value
 
 
+#: Steps between two reads of the loss-finiteness flags on an accelerator (see :class:`LossWatch`).
+LOSS_CHECK_EVERY = 50
+
+
+def loss_check_every(device: torch.device) -> int:
+    """How often the multitask loop reads its loss flags: every step on the CPU (reading a
+    CPU tensor waits for nothing), every :data:`LOSS_CHECK_EVERY` steps on an accelerator."""
+    return 1 if device.type == "cpu" else LOSS_CHECK_EVERY
+
+
+class LossWatch:
+    """Is every training loss finite? Checked on the loss's device, read every ``every`` steps.
+
+    Reading a GPU tensor's value (``float(loss)``) makes the host wait for the GPU, which
+    then idles while Python prepares the next step. So with ``every`` > 1 each loss only
+    ORs ``~isfinite(loss)`` into its task's flag, on the device, and :meth:`check` reads
+    the flags (one copy) every ``every`` steps and before every evaluation: a divergence
+    raises :class:`NonFiniteLoss` naming the task and the window of steps it happened in
+    (the weights are NaN by then either way: the run fails as before, up to ``every`` - 1
+    steps later). With ``every`` 1 each loss is checked at once (:func:`finite_loss`), with
+    the exact step and value.
+    """
+
+    def __init__(self, every: int, advice: str):
+        self.every = every
+        self.advice = advice
+        self._flags: dict[str, torch.Tensor] = {}
+        self._first: int | None = None  # the window's first and last step (1-based)
+        self._last = 0
+
+    def add(self, task: str, loss: torch.Tensor, step: int) -> None:
+        """Watch ``task``'s loss of step ``step`` (1-based)."""
+        if self.every == 1:
+            finite_loss(loss, task, f"step {step}", self.advice)
+            return
+        bad = ~torch.isfinite(loss.detach())
+        flag = self._flags.get(task)
+        self._flags[task] = bad if flag is None else flag | bad
+        self._first = step if self._first is None else self._first
+        self._last = step
+
+    def due(self, step: int) -> bool:
+        """Is step ``step`` (1-based, done) one after which the flags are read?"""
+        return step % self.every == 0
+
+    def check(self) -> None:
+        """Read the flags of the steps since the last check; NonFiniteLoss if one was set."""
+        if not self._flags:
+            return
+        tasks = list(self._flags)
+        bad = torch.stack([self._flags[t] for t in tasks]).tolist()  # the one host-device sync
+        first, last = self._first, self._last
+        self._flags, self._first = {}, None
+        for task, flag in zip(tasks, bad, strict=True):
+            if flag:
+                raise NonFiniteLoss(
+                    f"the {task} loss became NaN or inf in steps {first}-{last} (checked every "
+                    f"{self.every} steps on the device): {self.advice}"
+                )
+
+
 class OptimHandle:
     """One optimizer step, as every training stage takes it: clip, step, zero grads, schedule.
 

@@ -40,6 +40,93 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+# ----------------------------------------------------------------------- torch.compile
+#: torch.compile's backend (None: torch's default, inductor). Tests set "aot_eager", which
+#: traces and differentiates the same graph without generating kernels (seconds, not minutes).
+COMPILE_BACKEND: Any = None
+#: The widths training batches are padded to when compiled (capped at max_length, which is
+#: always one): a handful of shapes per task, so compiled graphs (and CUDA graphs) are reused.
+STATIC_WIDTHS = (16, 32, 64, 128, 256, 512)
+
+
+def use_compile(config: RunConfig, device: torch.device) -> bool:
+    """Does the run compile its model? ('auto': on CUDA only; on the CPU compiling took longer
+    than it saved here.)"""
+    return config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
+
+
+def static_width(width: int, max_length: int) -> int:
+    """The fixed width a batch of longest sequence ``width`` is padded to (:data:`STATIC_WIDTHS`)."""
+    for w in STATIC_WIDTHS:
+        if width <= w < max_length:
+            return w
+    return max(width, max_length)
+
+
+def pad_static(seg: dict[str, torch.Tensor], max_length: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """One collated segment padded on the right to its :func:`static_width`.
+
+    The added positions are masked out (attention mask 0, pad ids), so the model's outputs
+    are those of the unpadded batch up to float rounding; cached hidden states get zeros.
+    """
+    width = seg["input_ids"].shape[1]
+    extra = static_width(width, max_length) - width
+    if extra <= 0:
+        return seg
+    fill = {"input_ids": pad_id}
+    out = {}
+    for k, v in seg.items():
+        if k == "cached_hidden":
+            out[k] = torch.nn.functional.pad(v, (0, 0, 0, extra))
+        elif v.dim() == 2:
+            out[k] = torch.nn.functional.pad(v, (0, extra), value=fill.get(k, 0))
+        else:
+            out[k] = v
+    return out
+
+
+class CompiledModel:
+    """The model's forward through torch.compile, falling back to eager on a compile failure.
+
+    ``mode`` 'reduce-overhead' (CUDA) replays CUDA graphs: one per task and static shape.
+    A failure to compile (no compiler, an unsupported op) warns once and the run goes on
+    eagerly: the weights are the model's own either way, so nothing is lost but speed.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model = model
+        self.mode = "reduce-overhead" if device.type == "cuda" else None
+        self.failed: str | None = None
+        # one entry per (task, batch size, width): more than torch's default limit of 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        # dynamic=False: one graph per static shape (the widths are few), never a symbolic one,
+        # so each can be a CUDA graph
+        self._compiled = torch.compile(
+            model, mode=self.mode, backend=COMPILE_BACKEND or "inductor", dynamic=False
+        )
+
+    def step_begins(self) -> None:
+        """A new training step: earlier CUDA graph outputs may be overwritten from here on."""
+        if self.mode == "reduce-overhead" and self.failed is None:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def __call__(self, task: str, inputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        if self.failed is None:
+            try:
+                return self._compiled(task, inputs)
+            except torch._dynamo.exc.TorchDynamoException as err:
+                import warnings
+
+                self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                warnings.warn(
+                    f"torch.compile failed, training goes on eagerly (compile: off avoids the attempt): "
+                    f"{self.failed}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self.model(task, inputs)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

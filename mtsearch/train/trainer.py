@@ -38,13 +38,23 @@ from mtsearch.tasks import overall_score
 from mtsearch.train import activation_cache, simcse
 from mtsearch.train.optim import (
     Freezer,
+    LossWatch,
     StepPlan,
     check_freeze_depth,
     epochs_to_steps,
-    finite_loss,
+    loss_check_every,
     optim_handle,
 )
-from mtsearch.train.runtime import autocast, pick_device, progress_bar, rng_for, seed_everything
+from mtsearch.train.runtime import (
+    CompiledModel,
+    autocast,
+    pad_static,
+    pick_device,
+    progress_bar,
+    rng_for,
+    seed_everything,
+    use_compile,
+)
 
 log = logging.getLogger("mtsearch.train")
 
@@ -487,24 +497,28 @@ def run_loop(run: Prepared, t_start: float) -> TrainResult:
 
 # ---------------------------------------------------------------------------- the loop
 class _LossWindow:
-    """Each task's mean training loss over the steps since the last evaluation."""
+    """Each task's mean training loss over the steps since the last evaluation.
+
+    The losses are summed where they are (0-dim tensors on the device, in float32) and
+    read once, by :meth:`take`: no step waits for the GPU to log its loss.
+    """
 
     def __init__(self, tasks):
         self.tasks = list(tasks)
         self._reset()
 
     def _reset(self) -> None:
-        self.sums = {t: 0.0 for t in self.tasks}
+        self.sums: dict[str, Any] = {t: 0.0 for t in self.tasks}
         self.counts = {t: 0 for t in self.tasks}
 
-    def add(self, losses: dict[str, float]) -> None:
+    def add(self, losses: dict[str, Any]) -> None:
         for t, v in losses.items():
-            self.sums[t] += v
+            self.sums[t] = self.sums[t] + (v.float() if isinstance(v, torch.Tensor) else v)
             self.counts[t] += 1
 
     def take(self) -> dict[str, float]:
         """The means (tasks without a step left out); the window starts again."""
-        means = {t: self.sums[t] / self.counts[t] for t in self.tasks if self.counts[t]}
+        means = {t: float(self.sums[t]) / self.counts[t] for t in self.tasks if self.counts[t]}
         self._reset()
         return means
 
@@ -529,6 +543,11 @@ class _Loop:
         self.report = run.report
         self.progress = progress
         self.losses = _LossWindow(cfg.tasks)
+        # compile: the training forward through torch.compile, batches padded to static widths
+        self.compiled = CompiledModel(self.model, self.device) if use_compile(cfg, self.device) else None
+        self.watch = LossWatch(
+            loss_check_every(self.device), "lower the learning rate or enable clipping (max_grad_norm)"
+        )
         self.batch_sizes = {t: cfg.task_batch_size.get(t, cfg.batch_size) for t in cfg.tasks}
         # The step budget depends on the sampler (examples per step) and an annealing
         # sampler depends on the budget: a first sampler answers the former, the one that
@@ -636,17 +655,22 @@ class _Loop:
                 # A finite schedule (e.g. one pass) ran out before the budget: the steps
                 # since the last evaluation still count and are evaluated.
                 self.optim.flush()
+                self.watch.check()
                 if done.step and (not done.history or done.history[-1]["step"] != done.step):
                     self._evaluate_window(t_mark)
                 return "finished"
             losses = self._train_step(drawn)
             bar.update(1)
-            speed = done.examples / max(1e-9, done.train_seconds + time.perf_counter() - t_mark)
-            bar.set_postfix(loss=f"{sum(losses.values()):.3f}", ex_s=f"{speed:.1f}")
+            if self.watch.due(done.step):
+                self.watch.check()
+                if not bar.disable:  # the loss is read (a sync) only on the watch's cadence
+                    speed = done.examples / max(1e-9, done.train_seconds + time.perf_counter() - t_mark)
+                    bar.set_postfix(loss=f"{float(sum(losses.values())):.3f}", ex_s=f"{speed:.1f}")
             last = done.step >= self.total_steps or (cfg.max_examples and done.examples >= cfg.max_examples)
             if last:
                 self.optim.flush()  # an accumulation window cut short by the budget still counts
             if done.step % self.eval_every == 0 or last:
+                self.watch.check()  # no evaluation (nor checkpoint) of a diverged model
                 improved = self._evaluate_window(t_mark)
                 bar.set_description(
                     f"train {self.records.rd.path.name} dev {done.history[-1]['overall']:.3f}"
@@ -659,7 +683,7 @@ class _Loop:
                     return "finished"
         return "finished"
 
-    def _train_step(self, drawn: list[tuple[str, np.ndarray]]) -> dict[str, float]:
+    def _train_step(self, drawn: list[tuple[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """One step: the drawn batches, the update rule on their losses; the loss per task.
 
         A task may come several times (partial batches): ``loss_of(task)`` then takes its
@@ -669,6 +693,8 @@ class _Loop:
         for t, indices in drawn:
             batches.setdefault(t, deque()).append(self._collate(t, indices))
         tasks = [t for t, _ in drawn]
+        if self.compiled is not None:
+            self.compiled.step_begins()
         losses = self.rule.step(tasks, lambda t: self._checked_loss(t, batches[t].popleft()), self.optim)
         self.losses.add(losses)
         self.progress.step += 1
@@ -681,7 +707,7 @@ class _Loop:
         batch = collate(self.data.enc_train[task], indices, pad_id=self.data.pad_id)
         done = self.progress
         done.examples += batch["inputs"][0]["attention_mask"].shape[0]
-        for seg in batch["inputs"]:
+        for seg in batch["inputs"]:  # counted on the CPU batch, before the copy: no device sync
             done.tokens += int(seg["attention_mask"].sum())
             done.padded_tokens += seg["attention_mask"].numel()
         return batch
@@ -690,18 +716,22 @@ class _Loop:
         """The model's loss on one collated batch of ``task`` (training or probe)."""
         from mtsearch.models.multitask import task_loss
 
-        inputs = [
-            {k: v.to(self.device, non_blocking=True) for k, v in seg.items()} for seg in batch["inputs"]
-        ]
+        segs = batch["inputs"]
+        forward = self.model
+        if self.compiled is not None and self.compiled.failed is None:
+            forward = self.compiled
+            segs = [pad_static(seg, self.config.max_length, self.data.pad_id) for seg in segs]
+        inputs = [{k: v.to(self.device, non_blocking=True) for k, v in seg.items()} for seg in segs]
         with autocast(self.device, self.precision):
-            output = self.model(task, inputs)
-        return task_loss(task, output, batch["labels"].to(self.device), self.model.loss_options)
+            output = forward(task, inputs)
+        labels = batch["labels"].to(self.device, non_blocking=True)
+        return task_loss(task, output, labels, self.model.loss_options)
 
     def _checked_loss(self, task: str, batch: dict) -> torch.Tensor:
-        """``loss_of(task)`` for the update rule: the batch's loss, NonFiniteLoss if it diverged."""
+        """``loss_of(task)`` for the update rule: the batch's loss, watched for divergence
+        (NonFiniteLoss at once on the CPU, on the watch's cadence on a GPU: :class:`LossWatch`)."""
         loss = self.batch_loss(task, batch)
-        advice = "lower the learning rate or enable clipping (max_grad_norm)"
-        finite_loss(loss, task, f"step {self.progress.step + 1}", advice)
+        self.watch.add(task, loss, self.progress.step + 1)
         return loss
 
     # ---------------------------------------------------------------- evaluation

@@ -55,7 +55,8 @@ class UpdateRule(Strategy):
     step's ``tasks`` may name a task more than once (partial batches: several small
     batches of one task in a step): each call of ``loss_of(task)`` takes that task's next
     batch, so a rule calls it once per entry of ``tasks``, in order. It returns the raw
-    loss value per task (the mean over a task's entries), for logging.
+    loss value per task (the mean over a task's entries) as a detached 0-dim tensor, for
+    logging: left on the device, so the step needs no host-device synchronisation.
 
     ``rng`` is the rule's own generator, derived from the run's seed (PCGrad's projection
     order uses it); it defaults to a fixed seed so a rule built in a test is deterministic.
@@ -69,8 +70,9 @@ class UpdateRule(Strategy):
     @abstractmethod
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
-    ) -> dict[str, float]:
-        """Update the parameters from this step's task losses; the raw loss value per task."""
+    ) -> dict[str, torch.Tensor]:
+        """Update the parameters from this step's task losses; the raw loss value per task
+        (detached 0-dim tensors, :class:`TaskLosses`: the trainer reads them on its cadence)."""
 
     # ------------------------------------------------------------- trainer hooks
     def extra_parameters(self) -> list[torch.nn.Parameter]:
@@ -124,7 +126,7 @@ def backward_per_task(
     loss_of: Callable[[str], torch.Tensor],
     objective: Callable[[str, torch.Tensor], torch.Tensor] = lambda task, loss: loss,
     after_each: Callable[[str], None] | None = None,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One forward and backward per task, in order; returns each task's raw loss value.
 
     Backward right after each task's forward: gradients of a sum are the sum of the
@@ -143,14 +145,19 @@ def backward_per_task(
 
 
 class TaskLosses:
-    """Raw loss values per task over a step's entries; a task that came several times gets their mean."""
+    """Raw loss values per task over a step's entries; a task that came several times gets their mean.
+
+    The values stay detached 0-dim tensors on the loss's device: turning each into a float
+    would make the host wait for the GPU on every batch. The trainer sums them on the
+    device and reads them once per evaluation (``float(value)`` works on either).
+    """
 
     def __init__(self):
-        self._values: dict[str, list[float]] = {}
+        self._values: dict[str, list[torch.Tensor]] = {}
 
     def add(self, task: str, loss: torch.Tensor) -> None:
-        self._values.setdefault(task, []).append(float(loss.detach()))
+        self._values.setdefault(task, []).append(loss.detach())
 
-    def means(self) -> dict[str, float]:
+    def means(self) -> dict[str, torch.Tensor]:
         # One entry (every sampler but partial batches): the value itself, no rounding.
-        return {t: v[0] if len(v) == 1 else sum(v) / len(v) for t, v in self._values.items()}
+        return {t: v[0] if len(v) == 1 else torch.stack(v).float().mean() for t, v in self._values.items()}

@@ -31,7 +31,7 @@ class Combined(UpdateRule):
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         losses = backward_per_task(tasks, loss_of, lambda task, loss: self.args.weights.get(task, 1.0) * loss)
         optim.step()
         return losses

@@ -203,7 +203,7 @@ class GradientSurgery(UpdateRule):
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         flat = self.flat_grads(self.surgery_params(optim))
         flat.reset(len(tasks))
         losses = TaskLosses()

@@ -79,7 +79,7 @@ class Separate(UpdateRule):
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         def apply(task: str) -> None:
             if self.args.optimizers == "per_task":
                 optim.for_task(task).apply()  # its own optimizer holds its own lr and decay

@@ -61,7 +61,7 @@ class Uncertainty(UpdateRule):
 
     def step(
         self, tasks: list[str], loss_of: Callable[[str], torch.Tensor], optim: Optim
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         losses = backward_per_task(
             tasks, loss_of, lambda task, loss: uncertainty_loss(loss, self.log_vars[task], TASKS[task].kind)
         )

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from mtsearch.config import make_config
-from mtsearch.errors import ConfigError
+from mtsearch.errors import ConfigError, NonFiniteLoss
 from mtsearch.models.layers import encoder_parts, hidden_after
 from mtsearch.records import read_metrics
 from mtsearch.train import train
 from mtsearch.train.optim import (
     Freezer,
     GradAccumulator,
+    LossWatch,
     OptimHandle,
     build_optimizer,
     optimizer_steps,
@@ -333,3 +334,24 @@ def test_trainable_parameters_are_recorded(small_data_dir, runs):
     env = json.loads((result.run_dir / "env.json").read_text())["model"]
     assert env["trainable_parameters"] == env["parameters"] - env["encoder_parameters"]
     assert "activation_cache" not in env
+
+
+def test_loss_watch_reads_its_flags_on_its_cadence_and_names_the_window():
+    watch = LossWatch(3, "lower the lr")
+    for step in (1, 2, 3):  # a finite window: checked, then forgotten
+        watch.add("sst", torch.tensor(0.5), step)
+    assert [watch.due(s) for s in (1, 2, 3, 6)] == [False, False, True, True]
+    watch.check()
+    watch.add("sst", torch.tensor(0.5), 4)
+    watch.add("sts", torch.tensor(float("inf")), 5)
+    watch.add("sts", torch.tensor(1.0), 6)  # a later finite loss does not clear the flag
+    with pytest.raises(NonFiniteLoss, match=r"the sts loss became NaN or inf in steps 4-6 .*: lower the lr"):
+        watch.check()
+    watch.check()  # the window was consumed: nothing left to raise
+
+
+def test_loss_watch_every_step_raises_at_once_with_the_value():
+    watch = LossWatch(1, "lower the lr")
+    watch.add("sst", torch.tensor(0.5), 1)
+    with pytest.raises(NonFiniteLoss, match="the para loss became nan at step 2: lower the lr"):
+        watch.add("para", torch.tensor(float("nan")), 2)

@@ -134,6 +134,23 @@ def test_nan_loss_fails_the_run_with_a_clear_error(data_dir, runs, monkeypatch):
     assert saved["status"] == "failed" and "NonFiniteLoss" in saved["error"]
 
 
+def test_nan_loss_on_a_check_cadence_names_the_window_and_stops_before_evaluating(
+    data_dir, runs, monkeypatch
+):
+    # On a GPU the loss flags are read every LOSS_CHECK_EVERY steps (no sync per step), and
+    # always before an evaluation: here every 5 steps, an evaluation after step 3.
+    import mtsearch.models.multitask as mt
+    import mtsearch.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "loss_check_every", lambda device: 5)
+    monkeypatch.setattr(mt, "task_loss", lambda task, out, labels, *opts: out.float().sum() * float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"loss became NaN or inf in steps 1-3 \(checked every 5 steps"):
+        train(tiny_config(data_dir, name="nan5"))
+    saved = json.loads((runs / "nan5" / "result.json").read_text())
+    assert saved["status"] == "failed" and saved["steps"] == 3
+    assert not [r for r in read_metrics(runs / "nan5" / "metrics.jsonl") if r["kind"] == "eval"]
+
+
 def test_bad_inputs_stop_before_any_run_directory(tmp_path, runs, data_dir):
     with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
         train(tiny_config(tmp_path / "nowhere"))

@@ -1,0 +1,83 @@
+"""benchmarks/bench_gpu.py on the CPU: it skips cleanly; its table and JSON from fake measurements."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKE = {
+    "device": "NVIDIA H200",
+    "gpus": 1,
+    "steps": 200,
+    "training": [
+        {"model": "MiniLM", "mode": "eager", "mtsearch": 1340.0, "plain": 1054.0},
+        {"model": "MiniLM", "mode": "compiled", "mtsearch": 2500.0, "plain": 1200.0},
+    ],
+    "evaluation": 16000.0,
+    "jobs": [
+        {
+            "jobs": 1,
+            "wall_seconds": 60.0,
+            "runs_per_hour": 60.0,
+            "gpu_util_mean": 15.0,
+            "run_memory_gib": 2.0,
+        },
+        {
+            "jobs": 2,
+            "wall_seconds": 60.0,
+            "runs_per_hour": 120.0,
+            "gpu_util_mean": 30.0,
+            "run_memory_gib": 2.0,
+        },
+        {
+            "jobs": 4,
+            "wall_seconds": 80.0,
+            "runs_per_hour": 180.0,
+            "gpu_util_mean": None,
+            "run_memory_gib": 2.1,
+        },
+        {
+            "jobs": 8,
+            "wall_seconds": 157.0,
+            "runs_per_hour": 183.0,
+            "gpu_util_mean": 99.0,
+            "run_memory_gib": 2.1,
+        },
+    ],
+}
+
+
+def test_without_cuda_it_skips_with_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _bench().main(["--out", str(tmp_path / "gpu.json")]) == 0
+    assert capsys.readouterr().out == "bench_gpu: skipped, torch sees no CUDA device\n"
+    assert not (tmp_path / "gpu.json").exists()
+
+
+def test_table_and_json_from_fake_measurements(tmp_path):
+    bench = _bench()
+    result = dict(FAKE, auto=bench.packing_of(FAKE["jobs"], gpu_memory_gib=139.0, cores=16, gpus=1))
+    assert result["auto"]["per_gpu"] == 4  # 8 jobs raise runs per hour only 1.02x over 4
+    table = bench.format_table(result)
+    assert (
+        "| training MiniLM, compiled: mtsearch vs plain loop | 2,500 vs 1,200 examples/s (2.08x) |" in table
+    )
+    assert "| evaluation, MiniLM, full dev | 16,000 examples/s |" in table
+    assert "| runs per hour at jobs 4 | 180.0 (3.00x jobs 1) |" in table  # no utilisation sampled
+    assert "| runs per hour at jobs 8 | 183.0 (3.05x jobs 1), GPU busy 99% |" in table
+    assert "| `--jobs auto` would choose | 4 run(s) a GPU: " in table
+    bench.write_result(result, tmp_path / "bench" / "gpu.json")
+    assert json.loads((tmp_path / "bench" / "gpu.json").read_text()) == result
