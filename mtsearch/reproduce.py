@@ -134,10 +134,12 @@ class Reproduction:
     model: str
     published: Published
     scores: dict[str, float]
-    full_dev: bool  # scores on the full dev sets (else the periodic evaluation's subset)
+    scored_on: str  # which dev rows chose the checkpoint and which scored it (:func:`scored_on`)
     status: str
     run_dir: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    rows_scored: dict[str, int] = field(default_factory=dict)  # per task, dev rows behind ``scores``
+    qqp_train: str = ""  # the QQP training file read (the full file or the course's subset)
 
     def measures(self) -> dict[str, float]:
         return measures(self.scores)
@@ -151,7 +153,9 @@ class Reproduction:
             "profile": self.profile,
             "model": self.model,
             "status": self.status,
-            "scored_on": "full dev" if self.full_dev else "dev subset",
+            "scored_on": self.scored_on,
+            "rows_scored": " ".join(f"{t}={n}" for t, n in self.rows_scored.items()),
+            "qqp_train": self.qqp_train,
         }
         for m in MEASURES:
             out[m] = round(ours.get(m, float("nan")), 4)
@@ -181,7 +185,10 @@ def plan(preset: str, profile: str = "cpu", overrides: dict[str, Any] | None = N
     if preset not in list_presets():
         raise ConfigError(f"published scores name preset '{preset}', which is not in {presets_dir()}")
     overrides = dict(overrides or {})
-    values = {"name": f"reproduce-{preset}-{profile}", **overrides}
+    # The reports chose the best epoch on the full dev sets and printed its scores on the same
+    # rows; held_out_score would choose on one half and score on the other (a different,
+    # unbiased figure that no report printed), so a reproduction turns it off.
+    values = {"name": f"reproduce-{preset}-{profile}", "held_out_score": False, **overrides}
     config = load_config(presets_dir() / f"{preset}.yaml", values, profile=profile)
     return Planned(preset, profile, config, published, overrides)
 
@@ -205,17 +212,67 @@ def reproduce(
     if run_dir.exists():
         shutil.rmtree(run_dir)
     result = train(p.config, run_dir=run_dir)
+    label, rows = scored_on(result.run_dir, p.config)
     return Reproduction(
         preset=p.preset,
         profile=p.profile,
         model=p.config.model,
         published=p.published,
         scores=dict(result.scores),
-        full_dev=result.final is not None or p.config.eval_limit is None,
+        scored_on=label,
         status=result.status,
         run_dir=result.run_dir,
         overrides=p.overrides,
+        rows_scored=rows,
+        qqp_train=qqp_train_file(p.config),
     )
+
+
+#: ``scored_on`` labels: which dev rows chose the checkpoint, which scored it.
+FULL_DEV = "full dev (chosen and scored on the full dev sets, as the reports)"
+FULL_DEV_CHOSEN_ON_SUBSET = "full dev (checkpoint chosen on a dev subset)"
+HALF_B = "held-out dev half (chosen on the other half)"
+DEV_SUBSET = "dev subset (chosen and scored on it)"
+NOT_SCORED = "not scored"
+
+
+def scored_on(run_dir: Path, config: Any) -> tuple[str, dict[str, int]]:
+    """What the run's score was measured on, read from the rows it actually scored.
+
+    ``eval_examples.npz`` names the scored evaluation (``full_dev``: the final evaluation of
+    the best checkpoint; ``half_b``: held_out_score's half; ``eval_rows``: the periodic
+    evaluation's rows) and holds its dev rows; comparing them with the dev sets' sizes
+    tells a full dev evaluation from a subset's.
+    """
+    import numpy as np
+
+    from mtsearch.data.loaders import load_split, resolve_data_dir
+    from mtsearch.records import EVAL_EXAMPLES
+
+    path = run_dir / EVAL_EXAMPLES
+    if not path.is_file():
+        return NOT_SCORED, {}
+    with np.load(path) as z:
+        which = str(z["which"])
+        rows = {t: int(len(z[f"{t}.index"])) for t in config.tasks if f"{t}.index" in z}
+    if which == "full_dev":
+        return FULL_DEV_CHOSEN_ON_SUBSET, rows
+    if which == "half_b":
+        return HALF_B, rows
+    data_dir = resolve_data_dir(config.data_dir)
+    sizes = {t: len(load_split(t, "dev", data_dir, warn=False).examples) for t in rows}
+    return (FULL_DEV if all(rows[t] == sizes[t] for t in rows) else DEV_SUBSET), rows
+
+
+def qqp_train_file(config: Any) -> str:
+    """The QQP training file the run read: the full ``quora-train.csv`` where the data folder
+    has it (``mtsearch data fetch --from``), else the course's 22,646-pair subset."""
+    from mtsearch.data.loaders import resolve_data_dir, split_path
+
+    if "para" not in config.tasks:
+        return "-"
+    path = split_path("para", "train", resolve_data_dir(config.data_dir))
+    return path.name if path is not None else "-"
 
 
 def failed(p: Planned, error: Exception, runs_root: Path | None = None) -> Reproduction:
@@ -228,7 +285,7 @@ def failed(p: Planned, error: Exception, runs_root: Path | None = None) -> Repro
         model=p.config.model,
         published=p.published,
         scores={},
-        full_dev=False,
+        scored_on=NOT_SCORED,
         status=f"failed: {error}",
         run_dir=(runs_root or runs_dir()) / "reproduce" / p.profile / p.preset,
         overrides=p.overrides,
@@ -261,14 +318,19 @@ def format_comparison(rep: Reproduction) -> str:
         lines.append(f"{_LABELS[m]:18s}{mine:10.4f}{theirs:14.4f}{mine - theirs:+15.4f}")
     if pub.printed_overall is not None:
         lines.append(f"the report printed an overall of {pub.printed_overall} ({_convention(pub)})")
-    where = (
-        "the best checkpoint on the full dev sets"
-        if rep.full_dev
-        else "the best periodic evaluation (dev subset)"
-    )
-    lines.append(f"ours: {where}; paper: {pub.note}.")
+    rows = ", ".join(f"{t} {n}" for t, n in rep.rows_scored.items())
+    lines.append(f"ours: scored on {rep.scored_on} ({rows} rows); paper: {pub.note}.")
+    lines.append(f"QQP training file: {rep.qqp_train}" + _qqp_note(rep.qqp_train))
     lines.append(f"note: {ENCODER_CAVEAT}")
     return "\n".join(lines)
+
+
+def _qqp_note(name: str) -> str:
+    from mtsearch.tasks import QQP_TRAIN_FALLBACK
+
+    if name == QQP_TRAIN_FALLBACK:
+        return " (the course's 22,646-pair subset; the reports trained on the full QQP training set)"
+    return ""
 
 
 def _convention(row: Published) -> str:
@@ -307,7 +369,14 @@ def write_tables(reps: list[Reproduction], out_dir: Path, profile: str) -> tuple
     csv_path = out_dir / f"reproduce-{profile}.csv"
     atomic_write_text(csv_path, buf.getvalue())
 
-    shown = ["report", "preset", "model", "status", *[c for m in MEASURES for c in (m, f"{m}_paper")]]
+    shown = [
+        "report",
+        "preset",
+        "model",
+        "status",
+        "scored_on",
+        *[c for m in MEASURES for c in (m, f"{m}_paper")],
+    ]
     md = [f"# mtsearch reproduce --all --profile {profile}", ""]
     md.append("| " + " | ".join(shown) + " |")
     md.append("|" + "---|" * len(shown))
@@ -315,7 +384,8 @@ def write_tables(reps: list[Reproduction], out_dir: Path, profile: str) -> tuple
         md.append("| " + " | ".join(_md_cell(row[c]) for c in shown) + " |")
     md += [
         "",
-        "Ours: dev scores of the best checkpoint (full dev sets where scored_on says so in the CSV); "
+        "Ours: dev scores of the best checkpoint; the CSV's scored_on, rows_scored and qqp_train say "
+        "which dev rows chose and scored it and which QQP training file it read; "
         "`_paper`: the report's published dev scores. overall_course = (SST + QQP + (r + 1) / 2) / 3, "
         "plain_mean = (SST + QQP + r) / 3.",
         "",
@@ -337,6 +407,8 @@ __all__ = [
     "Reproduction",
     "format_comparison",
     "failed",
+    "qqp_train_file",
+    "scored_on",
     "format_published",
     "plan",
     "published_for",

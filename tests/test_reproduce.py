@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from mtsearch.cli import main
@@ -109,3 +110,38 @@ def test_all_runs_every_preset_and_writes_the_table(small_data_dir, runs, capsys
         )
     md = md_path.read_text()
     assert md.count("\n| 0") == 4 and "overall_course_paper" in md and "all-MiniLM-L6-v2" in md
+
+
+def test_gpu_profile_chooses_and_scores_on_the_full_dev_sets_and_says_so(small_data_dir, runs, capsys):
+    """The reports chose the best epoch on the full dev sets and printed its scores there: the
+    gpu profile does the same (no held-out half), and the label and the scored rows say so."""
+    from mtsearch.data.loaders import load_split
+    from mtsearch.reproduce import FULL_DEV
+
+    full = [*TINY, "eval_limit=null"]  # the gpu profiles evaluate every dev row
+    argv = [arg for item in [*full, f"data_dir={small_data_dir}"] for arg in ("--set", item)]
+    assert main(["reproduce", "attention_separate_updates", "--profile", "gpu", *argv]) == 0
+    out = capsys.readouterr().out
+    run_dir = runs / "reproduce" / "gpu" / "attention_separate_updates"
+    sizes = {t: len(load_split(t, "dev", small_data_dir).examples) for t in ("sst", "para", "sts")}
+    with np.load(run_dir / "eval_examples.npz") as z:
+        assert str(z["which"]) == "eval_rows"  # not "half_b": no held-out half chose the checkpoint
+        for t, n in sizes.items():  # every dev row scored, each once
+            assert sorted(z[f"{t}.index"].tolist()) == list(range(n))
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["best"]["chosen_on"] == "eval_rows"
+    assert (
+        f"ours: scored on {FULL_DEV} (sst {sizes['sst']}, para {sizes['para']}, sts {sizes['sts']} rows)"
+        in out
+    )
+    assert "QQP training file: quora-train" in out  # which file was read, full or subset
+
+
+def test_a_held_out_half_is_labelled_as_such(small_data_dir, runs, capsys):
+    """Asked for held_out_score explicitly, the score is half B's, and the label says so."""
+    from mtsearch.reproduce import HALF_B
+
+    items = [*TINY, "eval_limit=null", "held_out_score=true", f"data_dir={small_data_dir}"]
+    argv = [arg for item in items for arg in ("--set", item)]
+    assert main(["reproduce", "attention_separate_updates", "--profile", "gpu", *argv]) == 0
+    assert f"ours: scored on {HALF_B}" in capsys.readouterr().out
