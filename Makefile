@@ -35,7 +35,7 @@ SWEEP_ARGS ?=
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -ge 2 ] && echo 2 || echo 1)
 JOBS_FLAG = $(if $(and $(filter ray,$(BACKEND)),$(filter file,$(origin JOBS))),,--jobs $(JOBS))
 
-# pytest-xdist workers of `make test`: one per core, at most 4 (measured on 2 cores only; every worker
+# pytest-xdist workers of `make test` (it prints its 15 slowest tests: where the time goes): one per core, at most 4 (measured on 2 cores only; every worker
 # imports torch and trains its own tiny models, and some tests start sweeps of two processes).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 4 ] && n=4; echo $$n)
 
@@ -188,7 +188,7 @@ results: setup
 	$(BIN)/mtsearch results $(SPACE)
 
 test: setup data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 bench: setup data
 	$(BIN)/python benchmarks/run_all.py $(BENCH)
