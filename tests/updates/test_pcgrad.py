@@ -148,12 +148,17 @@ class _Linear(torch.nn.Module):
         )
 
 
-def _hand_step(update_args: dict) -> dict[str, torch.Tensor]:
+def _hand_step(
+    update_args: dict,
+    a: dict[str, torch.Tensor] | None = None,
+    drawn: list[str] | None = None,
+) -> dict[str, torch.Tensor]:
+    """One pcgrad step on loss_t = a_t . w + h_t, SGD at lr 1 from zeros; ``drawn``: the step's
+    losses in order (a task drawn twice is two losses, as with partial batches)."""
     from mtsearch.train.optim import OptimHandle
 
     model = _Linear()
-    a = {"sst": torch.tensor([1.0, 0.0]), "sts": torch.tensor([-1.0, 1.0])}
-    b = {"sst": 1.0, "sts": 1.0}
+    a = a or {"sst": torch.tensor([1.0, 0.0]), "sts": torch.tensor([-1.0, 1.0])}
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     handle = OptimHandle(
@@ -161,7 +166,7 @@ def _hand_step(update_args: dict) -> dict[str, torch.Tensor]:
         head_params={t: [model.h[t]] for t in a},
     )  # fmt: skip
     rule = UPDATES.create("pcgrad", UPDATES.parse_args("pcgrad", update_args, "update_args"), tasks=list(a))
-    rule.step(list(a), lambda t: (a[t] * model.w).sum() + b[t] * model.h[t].sum(), handle)
+    rule.step(drawn or list(a), lambda t: (a[t] * model.w).sum() + model.h[t].sum(), handle)
     # SGD at lr 1 from zeros: the parameters are minus the combined gradient
     return {"w": -model.w.detach(), "sst": -model.h["sst"].detach(), "sts": -model.h["sts"].detach()}
 
@@ -243,21 +248,9 @@ def test_mean_reached_averages_each_parameter_over_the_losses_that_reach_it():
     # 001's formula, per parameter: the mean over the losses whose gradient reaches it.
     #   w: reached by all three, ((1, 0) + (1, 0) + (0, 1)) / 3 = (2/3, 1/3)
     #   h_sst: reached by the two sst losses, (1 + 1) / 2 = 1;  h_sts: by one, 1.
-    from mtsearch.train.optim import OptimHandle
-
     def run(reduction: str) -> dict[str, torch.Tensor]:
-        model = _Linear()
         a = {"sst": torch.tensor([1.0, 0.0]), "sts": torch.tensor([0.0, 1.0])}
-        opt = torch.optim.SGD(model.parameters(), lr=1.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-        handle = OptimHandle(
-            opt, sched, list(model.parameters()), None, shared_params=[model.w],
-            head_params={t: [model.h[t]] for t in a},
-        )  # fmt: skip
-        args = UPDATES.parse_args("pcgrad", {"scope": "all", "reduction": reduction}, "update_args")
-        rule = UPDATES.create("pcgrad", args, tasks=list(a))
-        rule.step(["sst", "sts", "sst"], lambda t: (a[t] * model.w).sum() + model.h[t].sum(), handle)
-        return {"w": -model.w.detach(), "sst": -model.h["sst"].detach(), "sts": -model.h["sts"].detach()}
+        return _hand_step({"scope": "all", "reduction": reduction}, a, ["sst", "sts", "sst"])
 
     got = run("mean_reached")
     assert torch.allclose(got["w"], torch.tensor([2 / 3, 1 / 3]))
