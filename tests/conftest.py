@@ -14,6 +14,11 @@ __all__ = ["ROOT", "real_data_dir", "tiny_config"]  # re-exported for older impo
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One pytest-xdist worker per core (make test): a worker's torch (and the processes it starts)
+    # with a thread per core would put cores x workers threads on the cores, each waiting on the others.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,7 @@ def test_a_choices_all_space_includes_it(project, runs):
     assert samplers == sorted([*SAMPLERS.names(), "zz_throwaway"])
 
 
+@pytest.mark.e2e  # a second pytest in a subprocess
 def test_the_contract_tests_cover_it(project, runs):
     proc = run(
         project,

@@ -16,7 +16,11 @@ import pytest
 from tests.servers import BIN, free_port, get, get_json, post_json, serve
 
 # One worker sweeps and serves for the whole module (its fixtures are module-scoped; --dist loadgroup).
-pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("test_tracking_server")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore"),
+    pytest.mark.xdist_group("test_tracking_server"),
+    pytest.mark.e2e,
+]
 
 API = "/api/2.0/mlflow"
 

@@ -31,6 +31,10 @@ CHAIN = [
 ]
 
 
+# Whole sweeps in subprocesses killed at every fault point: minutes, so behind `make test-e2e`.
+pytestmark = pytest.mark.e2e
+
+
 @pytest.fixture(scope="module")
 def forker(tmp_path_factory, small_data_dir):
     base = tmp_path_factory.mktemp("forker")

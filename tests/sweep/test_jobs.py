@@ -41,6 +41,7 @@ def test_ray_refuses_jobs_and_points_at_cpus_per_trial(runs, capsys):
     assert "--cpus-per-trial" in err
 
 
+@pytest.mark.e2e
 def test_two_jobs_train_every_run_once_with_the_scores_of_one(jobs_env, tmp_path, capsys, monkeypatch):
     runs = jobs_env
     space = F.fault_space(tmp_path, "jobs")  # four samplers, two seeds: eight runs
@@ -73,6 +74,7 @@ def test_two_jobs_train_every_run_once_with_the_scores_of_one(jobs_env, tmp_path
     assert {e["torch_threads"] for e in envs} == {1}
 
 
+@pytest.mark.e2e
 def test_the_jobs_keep_the_commands_budget(jobs_env, tmp_path):
     """--trials reaches every job: a random search over four samplers with --trials 1 trains one configuration."""
     space = F.fault_space(tmp_path, "budget")
@@ -82,6 +84,7 @@ def test_the_jobs_keep_the_commands_budget(jobs_env, tmp_path):
     assert table["config_hash"].nunique() == 1 and sorted(table["seed_index"]) == [0, 1]
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_jobs_and_their_runs_are_trained_on_resume(jobs_env, tmp_path):
     runs = jobs_env
     space = F.fault_space(tmp_path, "stop", seeds=1)

@@ -171,6 +171,7 @@ def test_base_seed_and_vary_data_set_the_runs_seeds(sweep_env, tmp_path):
     }
 
 
+@pytest.mark.e2e
 def test_two_workers_split_a_fresh_grid_and_never_run_a_run_twice(sweep_env, small_data_dir, tmp_path):
     runs = sweep_env
     space = space_file(tmp_path, "two", ("seeds: 2", "seeds: 1"),

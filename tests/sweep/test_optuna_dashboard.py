@@ -13,7 +13,11 @@ import pytest
 from tests.servers import BIN, free_port, get_json, serve
 
 # One worker sweeps and serves for the whole module (its fixtures are module-scoped; --dist loadgroup).
-pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("test_optuna_dashboard")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore"),
+    pytest.mark.xdist_group("test_optuna_dashboard"),
+    pytest.mark.e2e,
+]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ HEAD, WORKER, PORT = "127.0.0.2", "127.0.0.3", 6392
 
 # Under pytest-xdist every Ray test runs on one worker (--dist loadgroup): the fixed cluster port and
 # loopback addresses are the machine's, so two Ray clusters must not start at once.
-pytestmark = pytest.mark.xdist_group("ray")
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.e2e]  # Ray clusters: make test-e2e
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:

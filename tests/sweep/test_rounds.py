@@ -108,6 +108,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.e2e  # two racing sweeps: ~40 s
 def test_a_crash_between_rounds_changes_nothing(sweep_env, tmp_path):
     """Killed right after a round's decision: the rerun replays it from the folders, the end is the same."""
     reference = FakePolicy()

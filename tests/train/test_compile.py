@@ -53,6 +53,7 @@ def fast_backend(monkeypatch, no_dropout):
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "aot_eager")
 
 
+@pytest.mark.e2e  # compiles the model twice per rule: ~40 s each on 2 cores
 @pytest.mark.parametrize("update", UPDATES.names())
 def test_compiled_and_eager_losses_agree_over_20_steps(data_dir, runs, fast_backend, update):
     eager = _step_losses(data_dir, f"eager-{update}", update=update, compile="off")
@@ -61,6 +62,7 @@ def test_compiled_and_eager_losses_agree_over_20_steps(data_dir, runs, fast_back
     np.testing.assert_allclose(compiled, eager, rtol=TOLERANCE, atol=TOLERANCE)
 
 
+@pytest.mark.e2e  # torch.compile fails, then eager: ~60 s
 def test_a_compile_failure_falls_back_to_eager_with_one_warning(data_dir, runs, monkeypatch, no_dropout):
     def broken(graph, example_inputs):
         raise RuntimeError("no compiler here")

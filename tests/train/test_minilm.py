@@ -1,6 +1,7 @@
 """The real encoder: a few MiniLM steps on real data (the slowest test, kept small)."""
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -10,6 +11,7 @@ from mtsearch.train import train
 from tests.helpers import tiny_config
 
 
+@pytest.mark.e2e  # the real 22.7M-parameter encoder: ~45 s on 2 cores
 def test_minilm_trains_on_real_data(data_dir, runs):
     cfg = tiny_config(
         data_dir, model="minilm", name="minilm", train_limit=64, batch_size=8, max_steps=4, eval_every=4,
