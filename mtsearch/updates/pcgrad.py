@@ -73,7 +73,7 @@ class PCGradArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     scope: Literal["shared", "all"] = "shared"
-    """Which gradients are projected: 'shared' = the shared parameters' (the encoder and a shared pair layer; each head keeps its own task's gradient, as Yu et al. apply it); 'all' = the whole model's flattened gradient, heads included (Tseng's implementation, which 000, 001 and 004 ran)."""
+    """Which gradients are projected: 'shared' = the shared parameters' (the encoder and a shared pair layer; each head keeps its own task's gradient, as Yu et al. apply it); 'all' = the whole model's flattened gradient, heads included (Tseng's implementation, which 000 and 004 name; 001's own PCGrad flattens the whole model too)."""
     reduction: Literal["sum", "mean", "mean_reached"] = "sum"
     """How the projected gradients combine: 'sum' (Yu et al.'s sum, the scale of the summed loss); 'mean' = their mean where every task has a gradient and their sum elsewhere (Tseng's implementation); 'mean_reached' = per parameter, their mean over the losses that reached it (001's own code: with partial batches a head of a task drawn twice gets the mean of its two gradients, not their sum)."""
 
