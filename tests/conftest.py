@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, copy_head_rows, real_data_dir, tiny_config
+from tests.helpers import ROOT, built_once, copy_head_rows, real_data_dir, tiny_config
 
 __all__ = ["ROOT", "real_data_dir", "tiny_config"]  # re-exported for older imports; use tests.helpers
 
@@ -31,8 +31,9 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def token_cache(tmp_path_factory) -> Path:
-    """One token cache for the whole session: tokenizing the real files once is enough."""
-    return tmp_path_factory.mktemp("cache")
+    """One token cache for the whole session (and its workers: the cache takes concurrent runs, as
+    --jobs does): tokenizing the real files once is enough."""
+    return built_once(tmp_path_factory, "cache")
 
 
 @pytest.fixture

@@ -7,6 +7,10 @@ from this module.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +55,27 @@ def tiny_config(data_dir: Path, **overrides):
     )
     values.update(overrides)
     return make_config(values)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None] | None = None) -> Path:
+    """A folder ``name`` built once per test session, shared by its pytest-xdist workers.
+
+    One process: a fresh folder of this session. Several workers: the first to take the lock
+    builds it under their common base folder (pytest-xdist's documented recipe), the others wait
+    for the lock and read it; a build that failed midway is rebuilt by the next worker.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.mktemp(name)
+        if build is not None:
+            build(path)
+        return path
+    path = tmp_path_factory.getbasetemp().parent / name
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / ".built").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            if build is not None:
+                build(path)
+            (path / ".built").touch()
+    return path

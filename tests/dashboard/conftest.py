@@ -8,16 +8,20 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard.synthetic import write_sweep
+from tests.helpers import built_once
 
 
 @pytest.fixture(scope="session")
 def smoke_root(tmp_path_factory, data_dir, token_cache) -> Path:
     """runs/ holding the smoke space swept once (tiny model, 2 configurations x 2 seeds, checkpoints kept)."""
+    return built_once(tmp_path_factory, "dash-runs", lambda root: _sweep_smoke(root, data_dir, token_cache))
+
+
+def _sweep_smoke(root: Path, data_dir: Path, token_cache: Path) -> None:
     from mtsearch.backends import BACKENDS
     from mtsearch.sweep.results import compute, write_tables
     from mtsearch.sweep.space import load_space
 
-    root = tmp_path_factory.mktemp("dash-runs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MTSEARCH_RUNS", str(root))
         mp.setenv("MTSEARCH_CACHE", str(token_cache))
@@ -28,7 +32,6 @@ def smoke_root(tmp_path_factory, data_dir, token_cache) -> Path:
         )
         assert out.counts["configurations"] == 2 and out.runs == 4
         write_tables(compute("smoke"))  # trials.csv, as `mtsearch sweep` leaves it
-    return root
 
 
 @pytest.fixture

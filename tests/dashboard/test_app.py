@@ -20,8 +20,7 @@ from mtsearch.records import read_metrics
 from mtsearch.sweep.results import compute
 from tests.dashboard.helpers import APP
 
-# One worker builds the module's sweeps once (make test): each module fixture costs ~45 s per worker.
-pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("dashboard_app")]
+pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def run_app(**query) -> AppTest:
