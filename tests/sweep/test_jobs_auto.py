@@ -192,10 +192,10 @@ def test_the_measurement_stops_where_one_more_run_no_longer_pays():
 
 def test_the_measuring_processes_train_together_on_the_cpu(small_data_dir, runs):
     """ProbePool's real processes and exchanges (device cpu: no memory to read), tiny model."""
-    values = tiny_config(small_data_dir, train_limit=64).model_dump(mode="json")
+    values = tiny_config(small_data_dir, train_limit=32, eval_limit=16).model_dump(mode="json")
     with ProbePool(values, "0", device="cpu") as pool:
-        two = pool.round(2, 4)
-        one = pool.round(1, 4)  # the same first process, trained again
+        two = pool.round(2, 2)
+        one = pool.round(1, 2)  # the same first process, trained again
         assert len(pool.procs) == 2 and pool.gpu_memory_gib == 0.0
     assert (two["jobs"], one["jobs"], two["run_memory_gib"], one["run_memory_gib"]) == (2, 1, 0.0, 0.0)
     assert two["steps_per_second"] > 0 and one["steps_per_second"] > 0
@@ -225,6 +225,7 @@ def test_ray_gets_the_packing_as_a_fractional_gpu(cores, tmp_path, runs, capsys)
     choice = choose_jobs(
         "auto", load_space("smoke"), tmp_path, measure=FakeMeasure(), find_gpus=lambda c: ["0"]
     )
+    capsys.readouterr()  # its "measuring" line
     assert trial_resources(2.0, choice.gpus_per_trial) == {"cpu": 2.0, "gpu": 0.125}
     assert packing.check_gpus_per_trial("auto") == "auto" and packing.check_gpus_per_trial("0.5") == 0.5
     for bad in ("-1", "half", "inf"):
