@@ -32,14 +32,16 @@ SPACE ?= sampling
 PROFILE ?= cpu
 BACKEND ?= optuna
 SWEEP_ARGS ?=
-# Runs a sweep trains at once (`mtsearch sweep --jobs`, the cores split between them). On 2 cores,
-# 2 runs of 1 thread each get 1.14x the runs per minute of 1 run with 2 threads (benchmarks/bench_jobs.py:
-# MiniLM's small matrix products keep a second thread half idle), so 2 wherever there are 2 cores or
-# more. Only 2 cores were measured: on a bigger machine run `make bench BENCH=jobs` before raising it.
-# Ray (BACKEND=ray) runs trials side by side itself (--cpus-per-trial); JOBS is passed there only
-# when given explicitly, and refused.
-JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -ge 2 ] && echo 2 || echo 1)
+# Runs a sweep trains at once (`mtsearch sweep --jobs`, the cores split between them). auto, whose rule
+# lives in mtsearch/backends/packing.py so that the Makefile and the CLI agree: without CUDA, 2 wherever
+# there are 2 cores or more, else 1 (on 2 cores, 2 runs of 1 thread each got 1.14x the runs per minute of
+# 1 run with 2 threads: benchmarks/bench_jobs.py); on CUDA, a short measurement of how many runs share a
+# GPU, cached in the sweep folder (not yet measured on a GPU: see the README's GPU section).
+# Ray (BACKEND=ray) runs trials side by side itself (--cpus-per-trial, and on CUDA --gpus-per-trial auto
+# where PROFILE=gpu); JOBS is passed there only when given explicitly, and refused.
+JOBS ?= auto
 JOBS_FLAG = $(if $(and $(filter ray,$(BACKEND)),$(filter file,$(origin JOBS))),,--jobs $(JOBS))
+GPUS_FLAG = $(if $(and $(filter ray,$(BACKEND)),$(filter gpu,$(PROFILE))),--gpus-per-trial auto)
 
 # pytest-xdist workers of `make test` (it prints its 15 slowest tests: where the time goes): one per core, at most 4 (measured on 2 cores only; every worker
 # imports torch and trains its own tiny models, and some tests start sweeps of two processes).
@@ -188,7 +190,7 @@ train: setup data
 	$(BIN)/mtsearch train --config $(CONFIG) $(foreach s,$(SET),--set $(s))
 
 sweep: setup data
-	$(BIN)/mtsearch sweep $(SPACE) --profile $(PROFILE) --backend $(BACKEND) $(JOBS_FLAG) $(SWEEP_ARGS)
+	$(BIN)/mtsearch sweep $(SPACE) --profile $(PROFILE) --backend $(BACKEND) $(JOBS_FLAG) $(GPUS_FLAG) $(SWEEP_ARGS)
 
 results: setup
 	$(BIN)/mtsearch results $(SPACE)

@@ -8,8 +8,9 @@ One command, about 5 minutes on one GPU; writes runs/bench/gpu.json and prints o
   MiniLM's tokenizer, since no BERT-base checkpoint can be had offline); the rate is taken
   over the second half of each run, after CUDA (and the compiler) warmed up;
 - evaluation examples/s (MiniLM, the full dev sets);
-- runs per hour at 1, 2, 4 and 8 short MiniLM runs at once, with the GPU's utilisation
-  sampled by nvidia-smi while they train, and what ``choose_packing`` makes of them.
+- runs per hour at 1, 2, 4 and 8 short MiniLM runs at once on GPU 0 (the processes
+  ``--jobs auto`` measures with, :class:`mtsearch.backends.packing.ProbePool`), with the
+  GPU's utilisation sampled by nvidia-smi while they train, and what ``auto`` makes of them.
 
     python benchmarks/bench_gpu.py [--steps 200] [--run-steps 150] [--jobs 1,2,4,8]
 """
@@ -167,47 +168,32 @@ class UtilSampler:
         self._thread.join()
 
 
-def runs_per_hour(jobs: int, run_steps: int) -> dict:
-    """``jobs`` short MiniLM runs at once, each its own process: runs/h, utilisation, memory."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + '/benchmarks');"
-            "import bench_gpu, torch; bench_gpu.one_run(int(sys.argv[2]), sys.argv[3])")  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // jobs)))
-    with tempfile.TemporaryDirectory() as tmp, UtilSampler() as util:
+def runs_per_hour(pool, jobs: int, run_steps: int) -> dict:
+    """``jobs`` short MiniLM runs at once on one GPU: runs/h, utilisation, memory.
+
+    The processes of ``pool`` (:class:`mtsearch.backends.packing.ProbePool`, what ``--jobs auto``
+    measures with) each train ``run_steps`` steps; runs per hour come from their summed training
+    steps/s over the second half of the steps (start-up and evaluation apart), as ``auto``'s do.
+    """
+    with UtilSampler() as util:
         t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(run_steps), f"{tmp}/mem{i}"], env=env)
-                 for i in range(jobs)]  # fmt: skip
-        codes = [p.wait() for p in procs]
+        row = pool.round(jobs, run_steps, threads=max(1, (os.cpu_count() or 1) // jobs))
         wall = time.perf_counter() - t0
-        mem = [
-            float(Path(f"{tmp}/mem{i}").read_text()) for i in range(jobs) if Path(f"{tmp}/mem{i}").exists()
-        ]
-    if any(codes):
-        raise SystemExit(f"bench_gpu: a run of the jobs={jobs} measurement failed (exit codes {codes})")
-    return {"jobs": jobs, "wall_seconds": wall, "runs_per_hour": jobs * 3600 / wall,
+    return {"jobs": jobs, "wall_seconds": wall, "runs_per_hour": 3600 * row["steps_per_second"] / run_steps,
             "gpu_util_mean": statistics.fmean(util.samples) if util.samples else None,
-            "run_memory_gib": max(mem) if mem else None}  # fmt: skip
-
-
-def one_run(steps: int, mem_out: str) -> None:
-    """A job of :func:`runs_per_hour`: one MiniLM run; its peak GPU memory (GiB) to ``mem_out``."""
-    import torch
-
-    from mtsearch.train import train
-
-    train(_config("minilm", steps, f"gpu-job-{os.getpid()}"))
-    Path(mem_out).write_text(str(torch.cuda.max_memory_reserved() / 2**30))
+            "run_memory_gib": row["run_memory_gib"]}  # fmt: skip
 
 
 # ------------------------------------------------------------------------ report
 def packing_of(jobs_rows: list[dict], gpu_memory_gib: float, cores: int, gpus: int) -> dict:
-    """What ``choose_packing`` makes of the jobs measurements."""
-    from mtsearch.backends.jobs import PackProbe, choose_packing
+    """What ``--jobs auto`` makes of the jobs measurements (the same choice, from these rows)."""
+    from mtsearch.backends.jobs import PackProbe
+    from mtsearch.backends.packing import Measurement
+    from mtsearch.backends.packing import packing_of as choose
 
     probes = [PackProbe(r["jobs"], r["runs_per_hour"]) for r in jobs_rows]
     memory = max((r["run_memory_gib"] or 0.0) for r in jobs_rows) if jobs_rows else 0.0
-    packing = choose_packing(
-        probes, run_memory_gib=memory, gpu_memory_gib=gpu_memory_gib, cores=cores, gpus=gpus
-    )
+    packing = choose(Measurement(probes, memory, gpu_memory_gib), cores, gpus)
     return {"per_gpu": packing.per_gpu, "jobs": packing.jobs, "reason": packing.reason}
 
 
@@ -265,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                     "plain": plain_rate(plain_dir, args.steps, mode == "compiled"),
                 })  # fmt: skip
     result["evaluation"] = eval_rate()
-    result["jobs"] = [runs_per_hour(int(j), args.run_steps) for j in args.jobs.split(",")]
+    from mtsearch.backends.packing import ProbePool
+
+    first_gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+    with ProbePool(_config("minilm", args.run_steps, "gpu-jobs").model_dump(mode="json"), first_gpu) as pool:
+        result["jobs"] = [runs_per_hour(pool, int(j), args.run_steps) for j in args.jobs.split(",")]
     result["auto"] = packing_of(
         result["jobs"], props.total_memory / 2**30, os.cpu_count() or 1, result["gpus"]
     )

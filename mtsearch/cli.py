@@ -169,8 +169,11 @@ def _sweep(args: argparse.Namespace) -> int:
             "set --cpus-per-trial (e.g. 1 for one trial per core)"
         )
     from mtsearch.backends.jobs import check_jobs
+    from mtsearch.backends.packing import check_gpus_per_trial
 
-    jobs = check_jobs(args.jobs)
+    if args.jobs is None or str(args.jobs).strip() != "auto":
+        check_jobs(args.jobs)  # a bad --jobs ends before anything is loaded
+    gpus_per_trial = check_gpus_per_trial(args.gpus_per_trial)
     if args.name is not None:
         from mtsearch.paths import check_name
 
@@ -187,16 +190,38 @@ def _sweep(args: argparse.Namespace) -> int:
             trials=args.trials if args.trials is not None else space.trials,
             minutes=args.minutes if args.minutes is not None else space.minutes,
         )
+    from mtsearch.backends.packing import choose_jobs, jobs_gpus, pin_this_process
+
+    # The GPUs the jobs spread over, found and this process (job 0) pinned to the first before
+    # anything here starts CUDA (check_data's device check does); Ray pins its trials itself.
+    gpus = jobs_gpus(args.jobs, space) if args.backend == "optuna" else None
+    if gpus:
+        pin_this_process(gpus)
     if not args.worker:  # a data problem every run would hit: one error before the first run
         from mtsearch.train.trainer import check_data
 
         check_data(space.run_config({}, 0))
+    from mtsearch.sweep.runner import sweep_name, sweeps_dir
+
+    sweep_dir = sweeps_dir() / sweep_name(space, args.name)
     backend = BACKENDS.get(args.backend)()
     options = dict(mlflow=not args.no_mlflow, progress=not args.quiet, extra_set=extra)
     if args.backend == "optuna":
-        options.update(storage=args.storage, worker=args.worker, jobs=jobs)
+        choice = choose_jobs(args.jobs, space, sweep_dir, gpus=gpus)
+        jobs_line = choice.line()
+        options.update(storage=args.storage, worker=args.worker, jobs=choice.jobs, gpus=choice.gpus,
+                       jobs_reason=jobs_line)  # fmt: skip
     else:
-        options.update(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+        if gpus_per_trial == "auto":
+            choice = choose_jobs("auto", space, sweep_dir)
+            gpus_per_trial = choice.gpus_per_trial
+            why = f"{choice.per_gpu} runs a GPU; {choice.reason}" if choice.gpus else "no CUDA"
+            jobs_line = f"Ray: {gpus_per_trial:g} GPU a trial (--gpus-per-trial auto: {why})"
+        else:
+            jobs_line = f"Ray: {gpus_per_trial:g} GPU a trial"
+        options.update(
+            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial, jobs_reason=jobs_line
+        )
     if not args.worker:
         options["on_round"] = _print_round
     try:
@@ -212,6 +237,7 @@ def _sweep(args: argparse.Namespace) -> int:
         f"\nsweep {outcome.name}: {outcome.stopped_because}; {outcome.runs} run(s) trained in "
         f"{outcome.wall_seconds / 60:.1f} min; runs: {counts}"
     )
+    print(jobs_line)
     if outcome.wall_seconds and outcome.runs:
         slots = f" of {outcome.slots} runs at once" if outcome.slots > 1 else ""
         print(f"time outside training and evaluation: {100 * outcome.overhead:.1f}% of the wall time{slots}")
@@ -404,11 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--worker", action="store_true",
                     help="one more process on the same sweep (several may run at once, on machines that share "
                     "the sweep folder)")  # fmt: skip
-    sw.add_argument("--jobs", metavar="N",
+    sw.add_argument("--jobs", metavar="N|auto",
                     help="optuna: train N runs at once on this machine (N workers of the sweep, the CPU cores "
-                    "split between them; default 1)")  # fmt: skip
+                    "split between them, several GPUs shared round-robin; default 1); auto: 2 on 2 cores or "
+                    "more without CUDA, on CUDA a short measurement of how many runs share a GPU (cached in "
+                    "the sweep folder)")  # fmt: skip
     sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
-    sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
+    sw.add_argument("--gpus-per-trial", default="0",
+                    help="Ray: GPUs per trial (a fraction shares a GPU); auto: 1 / the runs per GPU --jobs auto "
+                    "would choose (0 without CUDA)")  # fmt: skip
     sw.add_argument("--no-mlflow", action="store_true", help="do not mirror into MLflow")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)

@@ -203,8 +203,13 @@ def start_jobs(
     storage: str | None,
     mlflow: bool,
     threads: int,
+    gpus: tuple[str, ...] | list[str] = (),
 ) -> Jobs:
-    """Start ``n`` worker processes on sweep ``name`` (the caller has prepared it and is a worker itself)."""
+    """Start ``n`` worker processes on sweep ``name`` (the caller has prepared it and is a worker itself).
+
+    ``gpus``: CUDA_VISIBLE_DEVICES entries; job ``i`` (1..n) sees only ``gpus[i % len(gpus)]``,
+    the caller being job 0 on ``gpus[0]``: the runs spread round-robin, one GPU each.
+    """
     import mtsearch
 
     tmp = tempfile.TemporaryDirectory(prefix="mtsearch-jobs-")
@@ -225,8 +230,11 @@ def start_jobs(
             "from mtsearch.backends.jobs import job_main; job_main()",
             json.dumps(spec),
         ]
+        job_env = dict(env, CUDA_VISIBLE_DEVICES=str(gpus[i % len(gpus)])) if gpus else env
         # Its own session: a terminal's Ctrl-C reaches the command alone, which interrupts each job once.
-        jobs.procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True))
+        jobs.procs.append(
+            subprocess.Popen(cmd, env=job_env, stdin=subprocess.DEVNULL, start_new_session=True)
+        )
         jobs.outputs.append(out)
     return jobs
 

@@ -491,10 +491,15 @@ class OptunaBackend(Backend):
         threads: int | None = None,
         extra_set: dict[str, Any] | None = None,
         on_round=None,
+        gpus: tuple[str, ...] = (),
+        jobs_reason: str | None = None,
         **_: Any,
     ) -> SweepOutcome:
         """``on_round``: see :attr:`SweepContext.on_round`; ``jobs``: runs at once on this machine
-        (this process and jobs-1 more workers, see :mod:`mtsearch.backends.jobs`); ``threads``:
+        (this process and jobs-1 more workers, see :mod:`mtsearch.backends.jobs`), the workers
+        spread round-robin over ``gpus`` (CUDA_VISIBLE_DEVICES entries; this process is the
+        caller's to pin, see :mod:`mtsearch.backends.packing`), ``jobs_reason`` recorded in the
+        session; ``threads``:
         torch threads of each run (None: the config's, or the cores split between the jobs);
         ``extra_set``: the --set overrides the space was loaded with, for the other jobs to load
         it alike."""
@@ -523,7 +528,7 @@ class OptunaBackend(Backend):
                 helpers = start_jobs(jobs - 1, space_path=space.path.resolve(), profile=space.profile,
                                      budget={"trials": space.trials, "minutes": space.minutes},
                                      extra_set=dict(extra_set or {}), name=ctx.name, storage=storage,
-                                     mlflow=mlflow, threads=threads or 1)  # fmt: skip
+                                     mlflow=mlflow, threads=threads or 1, gpus=gpus)  # fmt: skip
             try:
                 stopped = w.loop()
                 if helpers is not None:
@@ -543,6 +548,8 @@ class OptunaBackend(Backend):
             counts=run_counts(ctx), stopped_because=stopped, notes=ctx.notes, slots=max(1, jobs),
         )  # fmt: skip
         session = {**outcome.record(), "storage": url, "duplicates": w.tally.duplicates, "ended": time.time()}
+        if jobs_reason:
+            session["jobs_reason"] = jobs_reason
         if jobs > 1:  # each job records its own session: this one keeps its own runs (sessions add up)
             session.update(runs=w.tally.runs, run_seconds=w.tally.run_seconds, train_eval_seconds=w.tally.train_eval,
                            jobs=jobs, threads=threads, jobs_runs=outcome.runs)  # fmt: skip

@@ -330,6 +330,7 @@ class RayBackend(Backend):
         max_trials: int | None = None,
         race_policy=None,
         on_round=None,
+        jobs_reason: str | None = None,
         **_: Any,
     ) -> SweepOutcome:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -354,7 +355,7 @@ class RayBackend(Backend):
             with sweep_session(ctx):
                 searcher = _searcher(ctx, study, meta, max_trials or space.trials)
                 tuner = tune.Tuner(
-                    tune.with_resources(_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+                    tune.with_resources(_trainable, trial_resources(cpus_per_trial, gpus_per_trial)),
                     tune_config=tune.TuneConfig(
                         # One run per free slot: a sampler proposes with the results so far.
                         search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots),
@@ -384,8 +385,14 @@ class RayBackend(Backend):
             stopped_because=stopped, notes=ctx.notes, nodes=sorted(searcher.nodes), slots=slots,
         )  # fmt: skip
         record_session(ctx, {**outcome.record(), "tune_trials": len(grid), "duplicates": searcher.duplicates,
-                             "ended": time.time()})  # fmt: skip
+                             "ended": time.time(), "jobs_reason": jobs_reason})  # fmt: skip
         return outcome
+
+
+def trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> dict[str, float]:
+    """What Ray reserves for each trial: a fractional GPU (``--gpus-per-trial auto``: 1 / runs per
+    GPU) lets that many trials share one GPU, Ray pinning each to its GPU itself."""
+    return {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
 
 
 def _worker_meta(ctx: SweepContext, url: str, extra_set: dict[str, Any], cpus_per_trial: float) -> dict:

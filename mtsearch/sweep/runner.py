@@ -79,6 +79,11 @@ def sweeps_dir() -> Path:
     return runs_dir() / "sweeps"
 
 
+def sweep_name(space: Space, name: str | None = None) -> str:
+    """The sweep's name: ``name``, else the space's (with its profile unless cpu)."""
+    return name or (space.name if space.profile == "cpu" else f"{space.name}-{space.profile}")
+
+
 # ----------------------------------------------------------------------------- locks
 @contextlib.contextmanager
 def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
@@ -183,8 +188,7 @@ def prepare_sweep(
     from mtsearch.errors import ConfigError
     from mtsearch.paths import check_name
 
-    name = check_name(name or (space.name if space.profile == "cpu" else f"{space.name}-{space.profile}"),
-                      "sweep name")  # fmt: skip
+    name = check_name(sweep_name(space, name), "sweep name")
     sweep_dir = sweeps_dir() / name
     if (sweep_dir / "trials").is_dir() and not runs_root(sweep_dir).is_dir():
         raise ConfigError(f"sweep '{name}' in {sweep_dir} was written by an older mtsearch (trials/ folders); "
