@@ -126,9 +126,15 @@ class RaceSpec:
 
     @classmethod
     def from_space(cls, space: dict[str, Any], budget: int | None = None) -> RaceSpec:
-        """From a space's description (sweep.json ``space``): ``seeds`` a number or ``{min, max}``, ``delta``."""
+        """From a space's description: ``seeds`` ``{min, max}`` (a space file), or a number with ``max_seeds``
+        beside it (sweep.json's ``space``, :meth:`Space.describe`: without reading it a raced sweep's
+        results were judged at the whole alpha), ``delta``."""
         seeds = space.get("seeds", 1)
-        lo, hi = (seeds.get("min", 2), seeds.get("max", 10)) if isinstance(seeds, dict) else (seeds, seeds)
+        if isinstance(seeds, dict):
+            lo, hi = seeds.get("min", 2), seeds.get("max", 10)
+        else:
+            lo = seeds
+            hi = max(int(lo), int(space.get("max_seeds") or lo))
         return cls(int(lo), int(hi), float(space.get("delta", stats.DELTA)), budget)
 
 

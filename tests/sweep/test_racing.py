@@ -135,6 +135,9 @@ def test_the_runner_passes_its_space_and_gets_the_same_decision(tmp_path):
     (tmp_path / "raced.yaml").write_text(text.replace("name: smoke", "name: raced"))
     space = load_space(str(tmp_path / "raced.yaml"))
     assert RaceSpec.of(space) == RaceSpec(2, 6)
+    # what sweep.json records (seeds the minimum, max_seeds beside it): results judge at the final level
+    assert RaceSpec.from_space(space.describe()) == RaceSpec(2, 6)
+    assert racing.verdict_alpha(space.describe()) == RaceSpec(2, 6).final_alpha == pytest.approx(0.04)
     sweep = Sweep({"a": 0.60, "b": 0.598, "c": 0.50, "d": 0.45})
     for k in range(2):
         sweep.train(["a", "b", "c", "d"], k)
