@@ -15,8 +15,10 @@ futility stop included, round by round as a sweep calls it) only the runs it ask
 Reported: racing's runs over the grid's (target <= 0.5) and how often the two reach the same
 verdict per configuration (target >= 95%) and per sweep, each with its Monte-Carlo standard
 error over the simulated sweeps (the configurations of one sweep are not independent); also
-the same decision (worse / equivalent / open: 'in best set' and 'undetermined' differ only in
-which open member has the highest mean) and the verdicts that differ.
+the same decision (worse / equivalent / open: the observed best and an undecided member differ
+only in which open member has the highest mean) and the verdicts that differ. A configuration's
+verdict here is the analysis' verdict with, for a best-set member, where it stands against the
+best ('in best set: equivalent', 'in best set: undecided', 'in best set: observed best', 'worse').
 
     python benchmarks/bench_decision.py [--sims 100] [--futility 0.1] [--out runs/bench/decision.json]
 """
@@ -174,15 +176,23 @@ def _se(values) -> float:
 
 
 def _decision(verdict: str) -> str:
-    """worse, equivalent or open: 'in best set' and 'undetermined' differ only in which open member
-    happens to have the highest mean, which is chance among near-ties in either design."""
+    """worse, equivalent or open: the observed best and an undecided member differ only in which open
+    member happens to have the highest mean, which is chance among near-ties in either design."""
     from mtsearch.sweep import stats
 
-    return verdict if verdict in (stats.WORSE, stats.EQUIVALENT) else "open"
+    if verdict == stats.WORSE:
+        return verdict
+    return stats.EQUIVALENT if verdict.endswith(stats.EQUIVALENT) else "open"
 
 
 def _verdicts(a) -> dict[str, str]:
-    return dict(zip(a.table["level"], a.table["verdict"], strict=True))
+    """Per level: the verdict, and for a best-set member its standing ('in best set: undecided')."""
+    from mtsearch.sweep import stats
+
+    return {
+        lvl: f"{v}: {d}" if v == stats.IN_SET else v
+        for lvl, v, d in zip(a.table["level"], a.table["verdict"], a.table["decided"], strict=True)
+    }
 
 
 def main() -> None:

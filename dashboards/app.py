@@ -197,10 +197,11 @@ def view_leaderboard(page: Page) -> None:
 def view_ablation(page: Page) -> None:
     st.header("Ablation")
     st.caption("Each level against the best of the others: the model of the sweep (configuration + seed block) "
-               "gives simultaneous 95% intervals (multiple comparison with the best). Green: the observed best; "
-               "teal: within delta of it (equivalent); blue: undetermined (more seeds needed); grey: worse; "
-               "open orange: untested (fewer than two finished runs, never compared). Best-set members are bold. "
-               "See the README's 'How mtsearch decides' for the method.")  # fmt: skip
+               "gives simultaneous intervals (multiple comparison with the best) at the sweep's level, which each "
+               "plot's title and model line state (95%; 96% for a raced sweep). A level whose interval reaches "
+               "above 0 is in the best set (bold). Its members: green, the observed best; teal, within delta of "
+               "it (equivalent); blue, undecided (more seeds needed to tell). Grey: worse; open orange: untested "
+               "(fewer than two finished runs, never compared). See the README's 'How verdicts are computed'.")  # fmt: skip
 
     def one(d: SweepData) -> None:
         if not need_results(d):

@@ -39,9 +39,20 @@ def verdict(row) -> str:
     return str(row["verdict"])
 
 
-def verdict_group(v: str) -> str:
-    """The colour group of a verdict: untested (n=0), (n=1) and (no df) are one group."""
-    return "untested" if stats.is_untested(v) else v
+#: the colour groups of the ablation plot: the verdict, and for a best-set member where it stands
+BEST_SET_GROUPS = {stats.OBSERVED_BEST: "in best set: observed best", stats.EQUIVALENT: "in best set: equivalent",
+                   stats.UNDECIDED: "in best set: undecided"}  # fmt: skip
+
+
+def verdict_group(row) -> str:
+    """The colour group of an ablation row: worse; untested ((n=0), (n=1) and (no df) are one group);
+    or a best-set member by its ``decided`` (observed best, equivalent, undecided)."""
+    v = str(row["verdict"])
+    if stats.is_untested(v):
+        return "untested"
+    if v == stats.IN_SET:
+        return BEST_SET_GROUPS.get(str(row.get("decided")), v)
+    return v
 
 
 def model(data: SweepData, dim: str, metric: str = "overall"):
@@ -68,7 +79,7 @@ def model_text(data: SweepData, dim: str, metric: str = "overall") -> str:
         return ""
     if a.kind in ("none", "single level"):
         return a.notes[0] if a.notes else ""
-    text = f"Model: {a.describe()}. 95% best set: {', '.join(a.best_set)}"
+    text = f"Model: {a.describe()}. {a.confidence} best set: {', '.join(a.best_set)}"
     text += f" (equivalence margin delta {data.results.delta:g})."
     if a.notes:
         text += " " + " ".join(a.notes) + "."
@@ -91,7 +102,8 @@ def noise_text(data: SweepData, dim: str, metric: str = "overall") -> str | None
 TABLE_COLUMNS = {
     "level": "level", "mean": "mean", "diff": "diff from best", "low": "interval low", "high": "interval high",
     "p_mcb": "p (MCB, worse)", "p_best": "P(best)", "effect_sd": "diff / seed sd", "verdict": "verdict",
-    "seeds": "seeds", "seeds_needed": "seeds needed", "failed": "failed", "pruned": "pruned", "spread": "spread",
+    "decided": "decided", "seeds": "seeds", "seeds_needed": "seeds needed", "failed": "failed", "pruned": "pruned",
+    "spread": "spread",
 }  # fmt: skip
 
 

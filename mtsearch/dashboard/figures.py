@@ -9,11 +9,12 @@ from mtsearch.dashboard.ablation import ablation_for, condition_text, verdict_gr
 from mtsearch.dashboard.sweeps import SweepData, metric_label
 from mtsearch.sweep.results import NA
 
-#: colour of an ablation level by its verdict (sweep/stats.py); the best set is green, blue and teal
+#: colour of an ablation level by its group (ablation.verdict_group: the verdict of sweep/stats.py and, for
+#: a best-set member, where it stands against the best); the best set is green, teal and blue
 VERDICT_COLOURS = {
-    "in best set": "#1a9850",
-    "equivalent": "#35978f",
-    "undetermined": "#4575b4",
+    "in best set: observed best": "#1a9850",
+    "in best set: equivalent": "#35978f",
+    "in best set: undecided": "#4575b4",
     "worse": "#a0a0a0",
     "untested": "#f46d43",
 }
@@ -30,10 +31,12 @@ def _finite(x: Any) -> float | None:
 
 
 def ablation_figure(data: SweepData, dim: str):
-    """Each level's difference from the best with its simultaneous 95% interval, one panel per metric.
+    """Each level's difference from the best with its simultaneous interval, one panel per metric.
 
+    The intervals' level is the sweep's (95%, 96% for a raced sweep) and the title says it.
     Levels are rows (names on the left, never cut), sorted by overall mean with the best on
-    top; members of the best set are in bold and coloured by verdict; the band [-delta, 0]
+    top; members of the best set are in bold and coloured by where they stand against the best
+    (observed best, equivalent, undecided), worse levels grey; the band [-delta, 0]
     is the equivalence margin. An untested level is an open marker at its mean's difference,
     without an interval (it was never compared), and says so.
     """
@@ -53,9 +56,10 @@ def ablation_figure(data: SweepData, dim: str):
         sub = ab[ab["metric"] == m]
         fig.add_vrect(x0=-delta, x1=0, fillcolor="#1a9850", opacity=0.08, line_width=0, row=1, col=i)
         fig.add_vline(x=0, line_color="#888", line_dash="dot", row=1, col=i)
-        best_mean = sub.loc[~sub["verdict"].map(verdict_group).eq("untested"), "mean"].max()
+        groups = sub.apply(verdict_group, axis=1)
+        best_mean = sub.loc[groups != "untested", "mean"].max()
         for group, colour in VERDICT_COLOURS.items():
-            part = sub[sub["verdict"].map(verdict_group) == group]
+            part = sub[groups == group]
             if part.empty:
                 continue
             untested = group == "untested"
@@ -65,7 +69,7 @@ def ablation_figure(data: SweepData, dim: str):
                 "marker": {"size": 11, "color": colour, "symbol": "circle-open" if untested else "circle",
                            "line": {"width": 2, "color": colour}},
                 "name": group, "legendgroup": group, "showlegend": group not in shown, "orientation": "h",
-                "customdata": [[r["mean"], _finite(r["low"]), _finite(r["high"]), _finite(r["p_best"]), r["verdict"],
+                "customdata": [[r["mean"], _finite(r["low"]), _finite(r["high"]), _finite(r["p_best"]), group,
                                 r["seeds"]] for _, r in part.iterrows()],
                 "hovertemplate": "%{y}: mean %{customdata[0]:.4f}, diff %{x:+.4f} [%{customdata[1]:.4f}, "
                                  "%{customdata[2]:.4f}], P(best) %{customdata[3]:.2f}, %{customdata[4]}, "
@@ -87,7 +91,7 @@ def ablation_figure(data: SweepData, dim: str):
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=order[::-1], tickvals=order,
                      ticktext=ticks, automargin=True)  # fmt: skip
     cond = condition_text(data, dim)
-    title = f"{dim}: difference from the best, simultaneous 95% intervals" + (
+    title = f"{dim}: difference from the best, simultaneous {data.results.confidence} intervals" + (
         f" (only where {cond})" if cond else ""
     )
     fig.update_layout(title=title, height=160 + 34 * len(order), margin={"t": 80, "b": 60, "l": 20, "r": 20},

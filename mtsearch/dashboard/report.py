@@ -26,6 +26,7 @@ from mtsearch.dashboard.importance import importance, importance_frame
 from mtsearch.dashboard.leaderboard import best_configuration, leaderboard
 from mtsearch.dashboard.sweeps import SweepData, load_sweep, metric_label, sweeps_table
 from mtsearch.records import atomic_write_text
+from mtsearch.sweep import stats
 from mtsearch.sweep.results import NA, find_sweep
 
 STYLE = """
@@ -100,10 +101,11 @@ def build_report(sweep: str) -> tuple[str, SweepData]:
     parts.append(_table(shown))
 
     parts.append("<h2>Ablation</h2><p>Each level against the best of the others: the model of the sweep "
-                 "(configuration + seed block) gives simultaneous 95% intervals on the difference from the best "
-                 "(multiple comparison with the best). Green: the observed best; teal: equivalent (within delta); "
-                 "blue: undetermined; grey: worse; open orange: untested (fewer than two finished runs, never "
-                 "compared). Best-set members are bold.</p>")  # fmt: skip
+                 f"(configuration + seed block) gives simultaneous {res.confidence} intervals on the difference "
+                 "from the best (multiple comparison with the best); a level whose interval reaches above 0 is in "
+                 "the best set (bold). Its members: green, the observed best; teal, equivalent (within delta of "
+                 "the best); blue, undecided (more seeds needed to tell). Grey: worse; open orange: untested "
+                 "(fewer than two finished runs, never compared).</p>")  # fmt: skip
     for dim in res.dims:
         if ablation_for(d, dim).empty:
             parts.append(f"<p>{esc(dim)}: no finished run where it applies.</p>")
@@ -143,7 +145,7 @@ def _verdicts_html(table) -> str:
     """The overall verdict table, best-set members in bold."""
     html_table = _table(table)
     for level, verdict in zip(table["level"], table["verdict"], strict=True):
-        if verdict in ("in best set", "equivalent", "undetermined"):
+        if verdict == stats.IN_SET:
             cell = f"<td>{html.escape(str(level))}</td>"
             html_table = html_table.replace(cell, f"<td><b>{html.escape(str(level))}</b></td>", 1)
     return html_table

@@ -18,6 +18,7 @@ MARK = "PROVISIONAL"
 
 def format_round(sweep_dir: Path | str, level: int, decision: Any, extend: list[str]) -> str:
     """The tables after the racing round on seed indices ``0 .. level-1`` and what round ``level`` is for."""
+    from mtsearch.sweep.racing import RaceSpec
     from mtsearch.sweep.results import compute, format_results
     from mtsearch.sweep.runner import describe_params, read_configurations
 
@@ -32,8 +33,10 @@ def format_round(sweep_dir: Path | str, level: int, decision: Any, extend: list[
            "verdicts may change ===="]  # fmt: skip
     out.append(format_results(res))
     out.append("")
-    out.append(f"next round ({MARK}): seed index {level} for {len(extend)} configuration(s) still in the 95% best "
-               "set and not yet decided against the best; another seed narrows their intervals:")  # fmt: skip
+    drop = RaceSpec.from_space(res.meta.get("space", {})).drop_alpha
+    out.append(f"next round ({MARK}): seed index {level} for {len(extend)} configuration(s) still in the race (none "
+               f"below another at the race's level {drop:.4g}; the verdicts above are at {res.confidence}); another "
+               "seed narrows their intervals:")  # fmt: skip
     out += [f"  {label(h)}: {why.get(h, 'still in the race')}" for h in extend]
     left = [h for h, text in why.items() if h not in extend and str(text).startswith("out after")]
     if left:
@@ -44,22 +47,22 @@ def format_round(sweep_dir: Path | str, level: int, decision: Any, extend: list[
 
 
 def format_unsettled(res: Any) -> str:
-    """Which verdicts more time would settle: the undetermined levels and the seeds that would decide them."""
+    """What more time would settle: the best-set members still undecided and the seeds that would decide them."""
     from mtsearch.sweep import stats
     from mtsearch.sweep.results import _missing
 
     if res.ablation is None or res.ablation.empty:
         return ""
-    rows = res.ablation[
-        (res.ablation["metric"] == "overall") & (res.ablation["verdict"] == stats.UNDETERMINED)
-    ]
+    rows = res.ablation[(res.ablation["metric"] == "overall") & (res.ablation["decided"] == stats.UNDECIDED)]
     if rows.empty:
-        return "more time would settle: nothing (no verdict is undetermined)"
-    lines = ["more time would settle (undetermined verdicts; seeds per configuration that would decide each at "
-             "80% power):"]  # fmt: skip
+        return "more time would settle: nothing (no best-set member is undecided against the best)"
+    lines = [f"more time would settle (best-set members undecided against the best; seeds per configuration that "
+             f"would decide each at {stats.POWER:.0%} power):"]  # fmt: skip
     for _, r in rows.iterrows():
-        needed = (
-            "more than the race allows" if _missing(r["seeds_needed"]) else f"about {r['seeds_needed']} seeds"
-        )
+        n = r["seeds_needed"]
+        if _missing(n):
+            needed = "more than the race allows"
+        else:  # a number, or "> 100" when MAX_SEEDS seeds are not enough
+            needed = f"about {n} seeds" if isinstance(n, int) else f"{str(n).replace('>', 'more than')} seeds"
         lines.append(f"  {r['dimension']} = {r['level']}: {needed} (has {r['seeds']})")
     return "\n".join(lines)

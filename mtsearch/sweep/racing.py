@@ -14,8 +14,9 @@ configuration that leaves the race leaves it for good. The race stops when
   by max``, futility), or
 - the next round would exceed the run budget (``budget``).
 
-Futility. Every member but the observed best is ``undetermined`` (or ``equivalent``), and the
-chance that racing on to ``max`` seeds would decide any of the undetermined ones is below
+Futility. Every member but the observed best is ``undecided`` (or ``equivalent``) against the
+best (the analysis' ``decided`` column), and the chance that racing on to ``max`` seeds would
+decide any of the undecided ones is below
 ``futility`` (default :data:`FUTILITY`). A member's chance is its predictive power
 (Spiegelhalter, Freedman & Blackburn 1986): with n seeds, a difference d from the best and a
 residual sd s, the difference's estimate at ``max`` seeds is normal around d with variance
@@ -24,8 +25,8 @@ when that estimate is below -h (worse) or above h - delta (equivalent), h = q s 
 the half-width of the verdict intervals on a balanced ``max``-seed grid (q the Tukey-Kramer
 value of :mod:`mtsearch.sweep.stats` at (k - 1)(max - 1) df). The race's chance is the sum of
 its members' (a bound on the chance that any one is decided). Near-ties that no affordable
-number of seeds separates are where a race spends most; stopping them leaves them
-``undetermined``, which is what ``max`` seeds would almost surely say too. The whole race stops
+number of seeds separates are where a race spends most; stopping them leaves them ``in best
+set`` and ``undecided``, which is what ``max`` seeds would almost surely say too. The whole race stops
 at once, so the seed blocks stay balanced; ``futility: 0`` switches the rule off.
 
 :func:`decide` is a pure function of the runs table (one row per run directory): it replays
@@ -126,9 +127,15 @@ class RaceSpec:
 
     @classmethod
     def from_space(cls, space: dict[str, Any], budget: int | None = None) -> RaceSpec:
-        """From a space's description (sweep.json ``space``): ``seeds`` a number or ``{min, max}``, ``delta``."""
+        """From a space's description: ``seeds`` ``{min, max}`` (a space file), or a number with ``max_seeds``
+        beside it (sweep.json's ``space``, :meth:`Space.describe`: without reading it a raced sweep's
+        results were judged at the whole alpha), ``delta``."""
         seeds = space.get("seeds", 1)
-        lo, hi = (seeds.get("min", 2), seeds.get("max", 10)) if isinstance(seeds, dict) else (seeds, seeds)
+        if isinstance(seeds, dict):
+            lo, hi = seeds.get("min", 2), seeds.get("max", 10)
+        else:
+            lo = seeds
+            hi = max(int(lo), int(space.get("max_seeds") or lo))
         return cls(int(lo), int(hi), float(space.get("delta", stats.DELTA)), budget)
 
 
@@ -203,6 +210,7 @@ def decide(runs, spec) -> RaceDecision:
         drop = _analyse(seen, spec.delta, spec.drop_alpha) if r < spec.max else None
         a = _analyse(seen, spec.delta, spec.final_alpha)
         verdict = dict(zip(a.table["level"], a.table["verdict"], strict=True)) if len(a.table) else {}
+        decided = dict(zip(a.table["level"], a.table["decided"], strict=True)) if len(a.table) else {}
         rows = a.table.set_index("level") if len(a.table) else None
         dropped = (dict(zip(drop.table["level"], drop.table["verdict"], strict=True))
                    if drop is not None and len(drop.table) else {})  # fmt: skip
@@ -216,10 +224,20 @@ def decide(runs, spec) -> RaceDecision:
                 out_at[c] = f"out after {r} seeds: fewer than two finished runs ({v})"
         alive = [c for c in alive if c not in out_at]
         members = [c for c in alive if c in verdict]
-        why |= out_at | {c: _member_text(c, rows, verdict, spec) for c in members}
+        why |= out_at | {c: _member_text(c, rows, verdict, decided, spec) for c in members}
         n_seen = seen.groupby("config_hash").size().to_dict()
         decision = _stop(
-            a, members, verdict, rows, n_seen, r, spec, int((done["seed_index"] < r).sum()), why, seeds
+            a,
+            members,
+            verdict,
+            decided,
+            rows,
+            n_seen,
+            r,
+            spec,
+            int((done["seed_index"] < r).sum()),
+            why,
+            seeds,
         )
         if decision is not None:
             return decision
@@ -231,15 +249,20 @@ def decide(runs, spec) -> RaceDecision:
         r += 1
 
 
-def _member_text(c: str, rows, verdict: dict[str, str], spec: RaceSpec) -> str:
-    v = verdict[c]
-    if v == stats.EQUIVALENT:
-        return f"in the best set, within delta {spec.delta:g} of the best (lower bound {rows.loc[c, 'low']:+.4f})"
-    if v == stats.WORSE:
+def _member_text(c: str, rows, verdict: dict[str, str], decided: dict[str, str], spec: RaceSpec) -> str:
+    if verdict[c] == stats.WORSE:
         return (f"racing on: below another configuration at the final level {spec.final_alpha:.4g} "
                 f"(upper bound {rows.loc[c, 'high']:+.4f}), not yet at the race's")  # fmt: skip
-    if v == stats.IN_SET and len([x for x in verdict.values() if not stats.is_untested(x)]) > 1:
+    if decided[c] == stats.EQUIVALENT:
+        return f"in the best set, within delta {spec.delta:g} of the best (lower bound {rows.loc[c, 'low']:+.4f})"
+    if (
+        decided[c] == stats.OBSERVED_BEST
+        and len([x for x in verdict.values() if not stats.is_untested(x)]) > 1
+    ):
         return f"in the best set: the observed best (mean {rows.loc[c, 'mean']:.4f})"
+    if decided[c] == stats.UNDECIDED:
+        return (f"in the best set, undecided against the best (interval [{rows.loc[c, 'low']:+.4f}, "
+                f"{rows.loc[c, 'high']:+.4f}] reaches below -delta and above 0)")  # fmt: skip
     return f"in the best set (upper bound {rows.loc[c, 'high']:+.4f} > 0)"
 
 
@@ -262,7 +285,7 @@ def _analyse_rows(key: tuple, delta: float, alpha: float):
 
 
 def predictive_power(a, rows, rivals: list[str], seeds: dict[str, int], spec: RaceSpec) -> dict[str, float]:
-    """Per undetermined rival: the predictive probability that its verdict is decided at ``max`` seeds.
+    """Per undecided rival: the predictive probability that its verdict is decided at ``max`` seeds.
 
     See the module docstring. ``a`` the analysis, ``rows`` its table by level, ``seeds`` the
     finished runs per configuration so far. A rival with ``max`` seeds already has 0.
@@ -294,23 +317,23 @@ def predictive_power_batch(diff: np.ndarray, sigma, n: np.ndarray, k: int, spec:
     return np.where(n >= spec.max, 0.0, p)
 
 
-def _stop(a, members, verdict, rows, n_seen, r, spec, runs_done, why, seeds) -> RaceDecision | None:
+def _stop(a, members, verdict, decided, rows, n_seen, r, spec, runs_done, why, seeds) -> RaceDecision | None:
     best_set = list(a.best_set)
     if len(members) <= 1:
         return RaceDecision([], True, ONE_MEMBER, why, None, seeds, best_set)
-    rivals = [c for c in members if verdict[c] != stats.IN_SET]
+    rivals = [c for c in members if decided[c] != stats.OBSERVED_BEST]  # the worse at final_alpha too
     # A configuration still racing that is worse at the final level (not yet at the race's)
     # keeps the race going: stopping now would call it worse at a look chosen by the data.
     settled = not any(verdict[c] == stats.WORSE for c in rivals)
-    if settled and rivals and all(verdict[c] == stats.EQUIVALENT for c in rivals):
+    if settled and rivals and all(decided[c] == stats.EQUIVALENT for c in rivals):
         return RaceDecision([], True, WITHIN_DELTA, why, None, seeds, best_set)
     if r >= spec.max:
         return RaceDecision([], True, MAX_SEEDS, why, None, seeds, best_set)
-    open_ = [c for c in rivals if verdict[c] == stats.UNDETERMINED]
+    open_ = [c for c in rivals if decided[c] == stats.UNDECIDED]
     if settled and spec.futility > 0 and open_:
         power = predictive_power(a, rows, open_, n_seen, spec)
         if sum(power.values()) < spec.futility:
-            why |= {c: f"undetermined after {r} seeds; {spec.max} seeds would decide it with predictive "
+            why |= {c: f"undecided after {r} seeds; {spec.max} seeds would decide it with predictive "
                        f"probability {p:.3f}" for c, p in power.items()}  # fmt: skip
             reason = f"{FUTILE} (predictive power {sum(power.values()):.3f} < {spec.futility:g})"
             return RaceDecision([], True, reason, why, None, seeds, best_set)

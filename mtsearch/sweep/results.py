@@ -13,8 +13,9 @@ the half of the evaluation rows that did not choose the checkpoint.
 Per dimension and metric, :func:`mtsearch.sweep.stats.analyse` fits the model of the sweep
 (configuration + seed block; main effects and two-way interactions over a full grid;
 configurations as units when a sampler chose them) and gives every level a verdict: in best
-set, worse, equivalent (within the space's ``delta`` of the best), undetermined (with the
-seeds that would decide it) or untested. Configurations that had a pruned run never enter
+set (Hsu's), worse or untested; beside it, whether a best-set member is decided against the
+best: equivalent (within the space's ``delta`` of the best) or undecided (with the seeds that
+would decide it). Configurations that had a pruned run never enter
 level means; failed runs are listed with their error; prune and failure counts show per
 level. Numeric dimensions are cut into quantile bins; conditional dimensions count only the
 runs where they apply. Where runs stored their scored evaluation's examples, a paired
@@ -59,6 +60,14 @@ class SweepResults:
     models: dict[tuple[str, str], Any] = field(default_factory=dict)  # (dimension, metric) -> stats.Analysis
     eval_noise: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     delta: float = stats.DELTA
+    alpha: float = (
+        stats.ALPHA
+    )  # of the verdicts' simultaneous intervals (racing.verdict_alpha: 0.04 when raced)
+
+    @property
+    def confidence(self) -> str:
+        """The verdicts' simultaneous level, as printed ("95%", "96%" for a raced sweep)."""
+        return stats.confidence(self.alpha)
 
     @property
     def failed(self):
@@ -124,12 +133,13 @@ def compute(name: str, below_seed_index: int | None = None) -> SweepResults:
     tasks = list(space.get("base", {}).get("tasks") or ["sst", "para", "sts"])
     metrics = ["overall", *tasks]
     delta = float(space.get("delta", stats.DELTA))
+    alpha = racing.verdict_alpha(space)
     runs, incomplete = load_runs(sweep_dir, meta)
     if below_seed_index is not None and not runs.empty:
         runs = runs[runs["seed_index"] < below_seed_index].reset_index(drop=True)
     empty = pd.DataFrame()
     out = SweepResults(sweep_dir.name, sweep_dir, meta, runs, empty, empty, None, metrics, dims, incomplete,
-                       delta=delta)  # fmt: skip
+                       delta=delta, alpha=alpha)  # fmt: skip
     if runs.empty or "overall" not in runs or runs["overall"].notna().sum() == 0:
         return out
     for d in dims:  # the level labels (numeric dimensions with many values: quantile bins)
@@ -144,7 +154,7 @@ def compute(name: str, below_seed_index: int | None = None) -> SweepResults:
     for d in dims:
         for m in metrics:
             a = stats.analyse(ok, f"level:{d}", metric=m, factors=[f"level:{f}" for f in dims], grid=grid,
-                              delta=delta, alpha=racing.verdict_alpha(space), rng=np.random.default_rng(stats.STATS_SEED))  # fmt: skip
+                              delta=delta, alpha=alpha, rng=np.random.default_rng(stats.STATS_SEED))  # fmt: skip
             if a.kind == "none" and not len(a.table):
                 continue
             out.models[(d, m)] = a
@@ -433,24 +443,24 @@ def format_dimension(res: SweepResults, d: str, a, when: dict | None = None) -> 
     if a.kind == "none":
         lines.append(f"  {a.notes[0]}")
     else:
-        lines.append(f"  best set (95%, multiple comparison with the best): {', '.join(a.best_set)}"
+        lines.append(f"  best set ({a.confidence}, multiple comparison with the best): {', '.join(a.best_set)}"
                      f"; equivalence margin delta {res.delta:g}")  # fmt: skip
     rows = []
     for _, r in sub.iterrows():
         untested = stats.is_untested(r["verdict"])
         interval = "-" if untested else f"[{_fmt(r['low'], sign=True)}, {_fmt(r['high'], sign=True)}]"
-        needed = r["seeds_needed"]
         rows.append([str(r["level"]), _fmt(r["mean"]), "-" if untested else _fmt(r["diff"], sign=True), interval,
                      _fmt(r["p_mcb"], 3), _fmt(r["p_best"], 2), "-" if untested else _fmt(r["effect_sd"], 1, sign=True),
-                     r["verdict"], str(r["seeds"]), "-" if _missing(needed) else str(needed),
-                     str(r["failed"]), str(r["pruned"])])  # fmt: skip
-    lines += ["  " + x for x in _table(["level", "mean", "diff", f"{1 - a.alpha:.0%} interval", "p MCB", "P(best)", "diff/sd",
-                                        "verdict", "seeds", "needed", "failed", "pruned"], rows)]  # fmt: skip
+                     r["verdict"], decided_text(r), str(r["seeds"]), str(r["failed"]), str(r["pruned"])])  # fmt: skip
+    lines += ["  " + x for x in _table(["level", "mean", "diff", f"{a.confidence} interval", "p MCB", "P(best)",
+                                        "diff/sd", "verdict", "decided", "seeds", "failed", "pruned"], rows)]  # fmt: skip
     flagged = sub[sub["flagged"].fillna(False).astype(bool)]
     for _, r in flagged.iterrows():
         lines.append(f"  spread: {r['level']} has a seed spread far from the others': {r['spread']}")
-    lines.append("  diff: from the observed best; interval: simultaneous 95% bounds on (level - best of the others);"
-                 " diff/sd: in residual seed sds; needed: seeds per configuration that would decide it at 80% power")  # fmt: skip
+    lines.append(f"  diff: from the observed best; interval: simultaneous {a.confidence} bounds on (level - best of"
+                 " the others), in the best set while it reaches above 0; diff/sd: in residual seed sds; decided:"
+                 " a member within delta of the best (equivalent) or not yet (undecided: needs = seeds per"
+                 f" configuration that would decide it at {stats.POWER:.0%} power)")  # fmt: skip
     noise = res.eval_noise.get((d, "overall"))
     if noise and np.isfinite(a.sigma):
         tested = sub[~sub["verdict"].map(stats.is_untested)]
@@ -462,6 +472,17 @@ def format_dimension(res: SweepResults, d: str, a, when: dict | None = None) -> 
             f"difference; seeds: sd {a.sigma:.4f} for one run, about {per_level_seed:.4f} for a level's mean"
         )
     return lines
+
+
+def decided_text(row) -> str:
+    """A best-set member's standing against the best, with the seeds that would decide an undecided one."""
+    decided = str(row.get("decided", stats.NOT_A_MEMBER))
+    needed = row.get("seeds_needed")
+    if decided != stats.UNDECIDED or _missing(needed):
+        return decided
+    if isinstance(needed, float) and needed.is_integer():  # a column with gaps (None) holds floats
+        needed = int(needed)
+    return f"{decided} (needs {needed} seeds)"
 
 
 def _failed_lines(res: SweepResults) -> list[str]:

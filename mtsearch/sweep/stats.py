@@ -38,7 +38,8 @@ intervals). Degrees of freedom are OLS's residual ones.
 Verdicts
 --------
 The observed best level is picked after the fact, so a level is compared with the best of
-the *others*: simultaneous 95% intervals for mu_i - max_{j != i} mu_j (Hsu's multiple
+the *others*: simultaneous 1 - alpha intervals (95%; 96% for a raced sweep's final
+verdicts, see below) for mu_i - max_{j != i} mu_j (Hsu's multiple
 comparison with the best, MCB). They are the *unconstrained* MCB intervals
 (Edwards & Hsu 1983; Hsu 1996, ch. 4), deduced from simultaneous intervals on every pairwise
 difference:
@@ -55,21 +56,26 @@ and with 8 equal levels it excludes some level in 20-25% of sweeps. A verdict of
 must be a strict statement, so the verdicts use the unconstrained intervals: under all-equal
 levels the chance of calling any level worse is 5% (the simulation tests check it).
 
-Each level with at least two finished runs gets exactly one verdict:
+Each level with at least two finished runs gets exactly one verdict, Hsu's MCB and nothing else:
 
-- ``in best set``: the observed best (and any member not otherwise classified);
-- ``worse``: its upper bound is <= 0, so it is below some other level (95% simultaneous);
-- ``equivalent``: in the best set and its lower bound is >= -delta: within delta of the best;
-- ``undetermined``: in the best set, its interval reaches below -delta; the seeds per
-  configuration that would decide it (worse or equivalent) with 80% power are estimated from
-  the fitted means and residual sd as the truth (noncentral t, :func:`seeds_needed`; a
-  planning figure: it is as good as those estimates);
+- ``in best set``: its upper bound is > 0 (Hsu's best set: it may be the best; the
+  ``in_best_set`` column, :attr:`Analysis.best_set`);
+- ``worse``: its upper bound is <= 0, so it is below some other level (simultaneous);
 - ``untested (n=1)``: fewer than two finished runs; it is never compared.
 
-Hsu's best set is every level that is not ``worse`` (the ``in_best_set`` column): the
-observed best, the ``equivalent`` and the ``undetermined`` levels. ``in best set`` as a
-verdict marks the one member that is the observed best; the other members' verdicts say
-whether they are decided against it (``equivalent``) or not (``undetermined``).
+Beside it, a separate fact for every member of the best set (the ``decided`` column): whether
+it is decided against the best yet.
+
+- ``observed best``: the member with the highest mean, the one the others are measured from;
+- ``equivalent``: its lower bound is >= -delta: within delta of the best of the others;
+- ``undecided``: its interval reaches below -delta; the seeds per configuration that would
+  decide it (worse or equivalent) with 80% power are estimated from the fitted means and
+  residual sd as the truth (``seeds_needed``, noncentral t, :func:`seeds_needed`; a planning
+  figure: it is as good as those estimates);
+- ``-``: not a member (``worse``, untested): nothing left to decide.
+
+A member that is ``undecided`` is still ``in best set``: undecided says only that the data
+cannot yet tell it from the best, nor place it within delta of it.
 
 Beside the verdict: the difference from the observed best; the MCB p-value (``p_mcb``,
 :func:`mcb_pvalues`), the smallest alpha at which the level's interval would lie below 0, so
@@ -113,8 +119,14 @@ PBEST_DRAWS = 4000
 MAX_SEEDS = 100  # seeds-needed search stops here
 STATS_SEED = 20240  # default seed of every generator below (P(best))
 
-IN_SET, WORSE, EQUIVALENT, UNDETERMINED = "in best set", "worse", "equivalent", "undetermined"
-VERDICT_CODES = (IN_SET, WORSE, EQUIVALENT, UNDETERMINED)
+# The verdict: Hsu's best set or not (the module docstring).
+IN_SET, WORSE = "in best set", "worse"
+# Beside it (the ``decided`` column): where a best-set member stands against the best.
+OBSERVED_BEST, EQUIVALENT, UNDECIDED, NOT_A_MEMBER = "observed best", "equivalent", "undecided", "-"
+# judge()'s code per tested level indexes both: the observed best, worse, equivalent, undecided.
+CODE_BEST, CODE_WORSE, CODE_EQUIVALENT, CODE_UNDECIDED = 0, 1, 2, 3
+VERDICT_CODES = (IN_SET, WORSE, IN_SET, IN_SET)
+DECIDED_CODES = (OBSERVED_BEST, NOT_A_MEMBER, EQUIVALENT, UNDECIDED)
 
 
 def untested(n: int) -> str:
@@ -123,6 +135,11 @@ def untested(n: int) -> str:
 
 def is_untested(verdict: str) -> bool:
     return str(verdict).startswith("untested")
+
+
+def confidence(alpha: float) -> str:
+    """The simultaneous level of intervals at ``alpha``, as printed: "95%", or "96%" for a raced sweep's."""
+    return f"{100 * (1 - alpha):.3g}%"
 
 
 # --------------------------------------------------------------------------- critical values
@@ -241,14 +258,18 @@ def constrained_mcb(mean: np.ndarray, cov: np.ndarray, df: float, alpha: float =
 
 
 def classify(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, delta: float) -> np.ndarray:
-    """Verdict codes (indices into :data:`VERDICT_CODES`) for a batch (B, k) of tested levels."""
+    """Codes (indices into :data:`VERDICT_CODES` and :data:`DECIDED_CODES`) for a batch (B, k) of tested levels.
+
+    Every code but :data:`CODE_WORSE` is a member of the best set (upper bound > 0; the observed
+    best's always is: m_best - m_j >= 0).
+    """
     best = np.argmax(mean, axis=-1)
     is_best = np.zeros(mean.shape, dtype=bool)
     np.put_along_axis(is_best, best[..., None], True, axis=-1)
-    code = np.full(mean.shape, 3)  # undetermined
-    code[lower >= -delta] = 2
-    code[upper <= 0] = 1
-    code[is_best] = 0
+    code = np.full(mean.shape, CODE_UNDECIDED)
+    code[lower >= -delta] = CODE_EQUIVALENT
+    code[upper <= 0] = CODE_WORSE
+    code[is_best] = CODE_BEST
     return code
 
 
@@ -444,6 +465,11 @@ class Analysis:
     alpha: float = ALPHA  # of the verdicts' simultaneous intervals
 
     @property
+    def confidence(self) -> str:
+        """The level of the verdicts' intervals, as printed (:func:`confidence`)."""
+        return confidence(self.alpha)
+
+    @property
     def observational(self) -> bool:
         return self.kind == "observational"
 
@@ -493,7 +519,12 @@ def analyse(
         return Analysis("none", "", pd.DataFrame(), [], 0, 0, 0.0, float("nan"), ["no finished run"])
     if len(all_levels) == 1:
         return _no_comparison(
-            frame, all_levels, metric, "single level", f"one level ({all_levels[0]}): nothing to compare"
+            frame,
+            all_levels,
+            metric,
+            "single level",
+            f"one level ({all_levels[0]}): nothing to compare",
+            alpha,
         )
     if len(tested) < 2:
         return _no_comparison(
@@ -502,6 +533,7 @@ def analyse(
             metric,
             "none",
             "fewer than two levels have two finished runs: nothing to compare",
+            alpha,
         )
     sub = frame[frame["_level"].isin(tested)]
     design, notes = _design(sub, metric, [f for f in (factors or []) if f != level], grid)
@@ -511,20 +543,24 @@ def analyse(
             if design.kind == "observational"
             else "more seeds are needed"
         )
-        return _no_comparison(frame, all_levels, metric, "none", why, untested_label="untested (no df)")
+        return _no_comparison(
+            frame, all_levels, metric, "none", why, alpha, untested_label="untested (no df)"
+        )
     mean, s2, resid = _fit(design, sub, metric)
     sigma = _seed_sd(sub, metric) if design.kind == "observational" else math.sqrt(s2)
     judged = judge(design, mean[None], np.array([s2]), resid[None], delta, alpha)
     table = _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, all_levels, metric)
-    best_set = [lvl for lvl, c in zip(design.levels, judged.code[0], strict=True) if c != 1]
+    best_set = [lvl for lvl, c in zip(design.levels, judged.code[0], strict=True) if c != CODE_WORSE]
     best_set.sort(key=lambda lvl: -float(mean[design.levels.index(lvl)]))
     return Analysis(design.kind, design.formula, table, best_set, len(sub), sub["config"].nunique(), design.df,
                     sigma, notes, design, alpha)  # fmt: skip
 
 
-def _no_comparison(frame, all_levels, metric, kind: str, note: str, untested_label: str | None = None):
+def _no_comparison(
+    frame, all_levels, metric, kind: str, note: str, alpha: float = ALPHA, untested_label: str | None = None
+):
     """Levels without a comparison: their means; levels with fewer than two runs untested, the others in
-    the best set (the only candidate) or, without residual df, ``untested_label``."""
+    the best set (the only candidate, so its observed best) or, without residual df, ``untested_label``."""
     import pandas as pd
 
     rows = []
@@ -537,11 +573,12 @@ def _no_comparison(frame, all_levels, metric, kind: str, note: str, untested_lab
             verdict = untested_label or IN_SET
         rows.append({"level": lvl, "n": n, "configs": mine["config"].nunique(), "seeds": _seeds_text(mine),
                      "mean": float(mine[metric].mean()), "verdict": verdict,
+                     "decided": OBSERVED_BEST if verdict == IN_SET else NOT_A_MEMBER,
                      "sd": float(mine[metric].std(ddof=1)) if n > 1 else np.nan})  # fmt: skip
     table = pd.DataFrame(rows).sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
     best = [lvl for lvl, v in zip(table["level"], table["verdict"], strict=True) if v == IN_SET]
     return Analysis(kind, "", _fill(table), best, int(len(frame)), frame["config"].nunique(), 0.0,
-                    float("nan"), [note])  # fmt: skip
+                    float("nan"), [note], alpha=alpha)  # fmt: skip
 
 
 def _fill(table):
@@ -550,6 +587,7 @@ def _fill(table):
             table[col] = np.nan
     for col, default in (
         ("seeds_needed", None),
+        ("decided", NOT_A_MEMBER),
         ("spread", "-"),
         ("flagged", False),
         ("own_variance", False),
@@ -741,8 +779,8 @@ def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, a
             "diff": float(diff_best[i]), "low": float(judged.lower[0, i]), "high": float(judged.upper[0, i]),
             "diff_best": float(diff_best[i]), "p_mcb": float(p_mcb[i]),
             "p_best": float(pb[i]), "effect_sd": float(diff_best[i] / sigma) if sigma > 0 else np.nan,
-            "in_best_set": bool(judged.code[0, i] != 1), "verdict": VERDICT_CODES[judged.code[0, i]],
-            "seeds_needed": needed[i], "spread": spread, "spread_p": float(sp), "flagged": flagged,
+            "in_best_set": bool(judged.code[0, i] != CODE_WORSE), "verdict": VERDICT_CODES[judged.code[0, i]],
+            "decided": DECIDED_CODES[judged.code[0, i]], "seeds_needed": needed[i], "spread": spread, "spread_p": float(sp), "flagged": flagged,
             "own_variance": wide,
         })  # fmt: skip
     for lvl in all_levels:
@@ -750,7 +788,7 @@ def _table(frame, design, mean, s2, judged, sigma, delta, alpha, rng, details, a
             continue
         mine = frame[frame["_level"] == lvl]
         rows.append({"level": lvl, "n": len(mine), "configs": mine["config"].nunique(), "seeds": _seeds_text(mine),
-                     "mean": float(mine[metric].mean()), "verdict": untested(len(mine)), "in_best_set": False})  # fmt: skip
+                     "mean": float(mine[metric].mean()), "verdict": untested(len(mine)), "decided": NOT_A_MEMBER, "in_best_set": False})  # fmt: skip
     table = _fill(pd.DataFrame(rows))
     needed = [None if _missing(v) else (int(v) if isinstance(v, float) else v) for v in table["seeds_needed"]]
     table["seeds_needed"] = pd.Series(needed, index=table.index, dtype=object)  # whole numbers or "> 100"
@@ -813,7 +851,7 @@ def seeds_needed(
     code: np.ndarray | None = None,
     power: float = POWER,
 ) -> list[int | str | None]:
-    """Seeds per configuration that would decide each undetermined level (worse or equivalent) at ``power``.
+    """Seeds per configuration that would decide each undecided best-set member (worse or equivalent) at ``power``.
 
     The planning truth is the fitted means with the fitted residual sd; the design is the
     current one with every configuration at n seeds (balanced and seed-blocked: a level's
@@ -832,9 +870,9 @@ def seeds_needed(
     from scipy import stats
 
     k = len(mean)
-    code = np.full(k, 3) if code is None else np.asarray(code)
+    code = np.full(k, CODE_UNDECIDED) if code is None else np.asarray(code)
     out: list[int | str | None] = [None] * k
-    open_levels = [i for i in range(k) if code[i] == 3]
+    open_levels = [i for i in range(k) if code[i] == CODE_UNDECIDED]
     if not open_levels or design.kind == "observational" or not (sigma > 0):
         return out
     other_params = len(design.group) - design.df - design.seed_columns

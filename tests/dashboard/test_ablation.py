@@ -46,7 +46,8 @@ def test_ablation_marks_the_levels_that_are_worse_than_the_best(synthetic):
     assert condition_text(synthetic, "sampler_args.temperature") == "sampler = temperature"
     table = verdict_table(synthetic, "sampler", "overall")
     assert list(table.columns[:4]) == ["level", "mean", "diff from best", "interval low"]
-    assert set(table["verdict"]) <= {"in best set", "undetermined", "equivalent"}
+    assert set(table["verdict"]) == {"in best set"}  # every level of a sampler that does nothing
+    assert set(table["decided"]) <= {"observed best", "undecided", "equivalent"}
 
 
 def test_a_conditional_dimension_with_one_level_is_one_line_not_a_panel(tmp_path):

@@ -141,12 +141,14 @@ def test_ablation_view_plots_the_difference_from_the_best_per_level(smoke, resul
     # colours are the verdicts of the model (two configurations x two seeds: both tested)
     names = {tr["name"]: tr["marker"]["color"] for tr in specs[0]["data"]}
     assert (
-        set(names) <= set(F.VERDICT_COLOURS) and names.get("in best set") == F.VERDICT_COLOURS["in best set"]
+        set(names) <= set(F.VERDICT_COLOURS)
+        and names.get("in best set: observed best") == F.VERDICT_COLOURS["in best set: observed best"]
     )
     assert all(tr.get("error_x", {}).get("visible") for tr in specs[0]["data"])
     table = at.dataframe[0].value
     assert list(dict.fromkeys(table["metric"])) == ["overall", "sst", "para", "sts"]
-    assert set(table["verdict"]) <= {"in best set", "equivalent", "undetermined", "worse"}
+    assert set(table["verdict"]) <= {"in best set", "worse"}
+    assert set(table["decided"]) <= {"observed best", "equivalent", "undecided", "-"}
     assert table["interval low"].notna().all()
 
 

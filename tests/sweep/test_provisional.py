@@ -47,6 +47,8 @@ def test_each_racing_round_prints_provisional_tables(small_env, fake_race, tmp_p
     assert "configurations ranked by mean overall" in first and "ablation: sampler" in first
     assert "(top 3 of 3; mean ± sd)" in first  # every configuration, ranked on its first two seeds
     assert f"next round ({MARK}): seed index 2 for 2 configuration(s)" in first
+    # a raced sweep's verdicts are at final_alpha 0.04: the tables print the level they use
+    assert "96% interval" in first and "best set (96%," in first and "95%" not in first
     # the round's table is the runs it saw: 3 configurations x 2 seeds, though 3 more runs followed
     assert "6 runs read" in first
     assert "sweep race: racing: one configuration left in the best set" in out

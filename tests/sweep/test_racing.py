@@ -135,6 +135,9 @@ def test_the_runner_passes_its_space_and_gets_the_same_decision(tmp_path):
     (tmp_path / "raced.yaml").write_text(text.replace("name: smoke", "name: raced"))
     space = load_space(str(tmp_path / "raced.yaml"))
     assert RaceSpec.of(space) == RaceSpec(2, 6)
+    # what sweep.json records (seeds the minimum, max_seeds beside it): results judge at the final level
+    assert RaceSpec.from_space(space.describe()) == RaceSpec(2, 6)
+    assert racing.verdict_alpha(space.describe()) == RaceSpec(2, 6).final_alpha == pytest.approx(0.04)
     sweep = Sweep({"a": 0.60, "b": 0.598, "c": 0.50, "d": 0.45})
     for k in range(2):
         sweep.train(["a", "b", "c", "d"], k)
@@ -162,7 +165,7 @@ def test_futility_stops_a_race_whose_open_members_max_seeds_would_almost_surely_
     assert d.stop and d.reason.startswith(racing.FUTILE) and "< 0.1" in d.reason
     assert sorted(d.best_set) == ["a", "b"] and d.why["c"].startswith("out after 2 seeds")
     rival = d.best_set[1]  # the one of the twins that is not the observed best
-    assert d.why[rival].startswith("undetermined after") and "predictive probability" in d.why[rival]
+    assert d.why[rival].startswith("undecided after") and "predictive probability" in d.why[rival]
     # without the rule the same runs go on to the next seed index (a and b only)
     d = decide(pd.DataFrame(tied(5)), RaceSpec(min=2, max=10, delta=0.0001, futility=0))
     assert (d.stop, d.reason, sorted(d.extend), d.next_seed_index) == (False, racing.EXTEND, ["a", "b"], 5)

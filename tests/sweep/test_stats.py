@@ -202,8 +202,16 @@ def test_each_verdict_has_its_rule():
     })  # fmt: skip
     a = stats.analyse(frame, "dim", delta=0.005)
     v = dict(zip(a.table["level"], a.table["verdict"], strict=True))
-    assert v == {"best": "in best set", "twin": "equivalent", "close": "undetermined", "bad": "worse",
+    assert v == {"best": "in best set", "twin": "in best set", "close": "in best set", "bad": "worse",
                  "once": "untested (n=1)"}  # fmt: skip
+    decided = dict(zip(a.table["level"], a.table["decided"], strict=True))
+    assert decided == {
+        "best": "observed best",
+        "twin": "equivalent",
+        "close": "undecided",
+        "bad": "-",
+        "once": "-",
+    }
     t = a.table.set_index("level")
     assert t.loc["twin", "low"] >= -0.005 and t.loc["close", "low"] < -0.005 and t.loc["bad", "high"] <= 0
     assert a.best_set == ["best", "twin", "close"]
@@ -217,6 +225,36 @@ def test_each_verdict_has_its_rule():
     assert t.loc["best", "p_best"] + t.loc["twin", "p_best"] + t.loc["close", "p_best"] == pytest.approx(1.0)
     assert t.loc["bad", "p_best"] == 0.0
     assert t.loc["bad", "effect_sd"] == pytest.approx(t.loc["bad", "diff"] / a.sigma)
+
+
+def test_every_mcb_best_set_member_is_in_best_set_and_the_undecided_ones_say_so():
+    """The verdict is Hsu's best set (upper bound > 0), nothing else; ``decided`` is a separate column."""
+    rng = np.random.default_rng(21)
+    seen: set[str] = set()
+    for _ in range(30):  # 6 levels x 3 shared seeds, truths from ties to far apart: every standing shows up
+        truth = -np.sort(rng.exponential(rng.choice([0.001, 0.004, 0.02]), 6))
+        blocks = rng.normal(0, 0.003, 3)
+        frame = runs_frame({f"l{i}": list(m + blocks + rng.normal(0, 0.002, 3)) for i, m in enumerate(truth)})
+        a = stats.analyse(frame, "dim", delta=0.005, details=False)
+        t = a.table.set_index("level")
+        member = t["high"] > 0
+        assert (t["verdict"] == np.where(member, stats.IN_SET, stats.WORSE)).all()
+        assert t["in_best_set"].tolist() == member.tolist() and set(a.best_set) == set(t.index[member])
+        best = t["mean"].idxmax()
+        rivals = member & (t.index != best)
+        assert t.loc[best, "decided"] == stats.OBSERVED_BEST
+        assert (t.loc[rivals, "decided"] == np.where(t.loc[rivals, "low"] >= -0.005, stats.EQUIVALENT,
+                                                     stats.UNDECIDED)).all()  # fmt: skip
+        assert (t.loc[~member, "decided"] == stats.NOT_A_MEMBER).all()
+        seen |= set(t["decided"])
+    assert seen == {stats.OBSERVED_BEST, stats.EQUIVALENT, stats.UNDECIDED, stats.NOT_A_MEMBER}
+
+
+def test_the_printed_level_is_the_alpha_used():
+    assert stats.confidence(0.05) == "95%" and stats.confidence(0.04) == "96%"
+    a = stats.analyse(runs_frame({"a": [0.5, 0.52], "b": [0.49, 0.5]}), "dim", alpha=0.04, details=False)
+    one = stats.analyse(runs_frame({"a": [0.5, 0.52]}), "dim", alpha=0.04)
+    assert a.confidence == one.confidence == "96%"
 
 
 def test_p_best_is_reproducible_with_its_generator():
