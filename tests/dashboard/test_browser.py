@@ -25,7 +25,6 @@ from tests.servers import START_SECONDS
 CHROMIUM = "/usr/bin/chromium"
 GREEN, BLUE = (0x1A, 0x98, 0x50), (0x45, 0x75, 0xB4)  # figures.VERDICT_COLOURS
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.e2e,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"

@@ -14,7 +14,6 @@ from mtsearch.dashboard.sweeps import load_sweep
 from mtsearch.records import read_metrics
 
 
-@pytest.mark.slow
 @pytest.mark.e2e
 def test_the_best_configurations_command_reproduces_its_metrics(smoke_root, tmp_path, data_dir, token_cache):
     d = load_sweep(smoke_root / "sweeps" / "smoke")
