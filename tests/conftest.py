@@ -17,7 +17,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One pytest-xdist worker per core (make test): a worker's torch (and the processes it starts)
     # with a thread per core would put cores x workers threads on the cores, each waiting on the others.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    from mtsearch.backends.jobs import THREAD_VARS  # light: the standard library only
+
+    for var in THREAD_VARS:
         os.environ.setdefault(var, "1")
 
 
