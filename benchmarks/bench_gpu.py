@@ -175,9 +175,11 @@ def runs_per_hour(pool, jobs: int, run_steps: int) -> dict:
     measures with) each train ``run_steps`` steps; runs per hour come from their summed training
     steps/s over the second half of the steps (start-up and evaluation apart), as ``auto``'s do.
     """
+    from mtsearch.backends.jobs import threads_per_job
+
     with UtilSampler() as util:
         t0 = time.perf_counter()
-        row = pool.round(jobs, run_steps, threads=max(1, (os.cpu_count() or 1) // jobs))
+        row = pool.round(jobs, run_steps, threads=threads_per_job(jobs))
         wall = time.perf_counter() - t0
     return {"jobs": jobs, "wall_seconds": wall, "runs_per_hour": 3600 * row["steps_per_second"] / run_steps,
             "gpu_util_mean": statistics.fmean(util.samples) if util.samples else None,
@@ -251,14 +253,13 @@ def main(argv: list[str] | None = None) -> int:
                     "plain": plain_rate(plain_dir, args.steps, mode == "compiled"),
                 })  # fmt: skip
     result["evaluation"] = eval_rate()
+    from mtsearch.backends.jobs import cores
     from mtsearch.backends.packing import ProbePool
 
     first_gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
     with ProbePool(_config("minilm", args.run_steps, "gpu-jobs").model_dump(mode="json"), first_gpu) as pool:
         result["jobs"] = [runs_per_hour(pool, int(j), args.run_steps) for j in args.jobs.split(",")]
-    result["auto"] = packing_of(
-        result["jobs"], props.total_memory / 2**30, os.cpu_count() or 1, result["gpus"]
-    )
+    result["auto"] = packing_of(result["jobs"], props.total_memory / 2**30, cores(), result["gpus"])
     write_result(result, Path(args.out))
     print(format_table(result))
     return 0
