@@ -126,16 +126,16 @@ def load_encoder(source: ModelSource, seed: int = 0, pooler: bool = False):
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # fp32 weights whatever the checkpoint holds: transformers 5 loads a checkpoint in its saved dtype
+    # ('auto'), and a half-precision one would then train half-precision weights (the optimizer's
+    # updates rounding away); a GPU run gets its bf16 from autocast, its weights stay fp32.
+    kwargs = {"output_loading_info": True, "dtype": torch.float32, **_hub_kwargs(source)}
     try:
         try:
-            model, info = AutoModel.from_pretrained(
-                source.location, add_pooling_layer=pooler, output_loading_info=True, **_hub_kwargs(source)
-            )
+            model, info = AutoModel.from_pretrained(source.location, add_pooling_layer=pooler, **kwargs)
         except TypeError:
             # Encoders without a pooler do not take the argument.
-            model, info = AutoModel.from_pretrained(
-                source.location, output_loading_info=True, **_hub_kwargs(source)
-            )
+            model, info = AutoModel.from_pretrained(source.location, **kwargs)
     except Exception as err:
         hint = (
             ": it needs the network (Hugging Face hub) or a local copy; set model to the folder holding it"

@@ -32,6 +32,16 @@ def test_tiny_model_init_is_seeded():
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
 
+def test_a_half_precision_checkpoint_trains_fp32_weights(tmp_path):
+    # transformers 5 loads a checkpoint in its saved dtype: fp16 weights would train in fp16
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).half().save_pretrained(tmp_path)  # fmt: skip
+    enc = load_encoder(resolve_model(str(tmp_path)))
+    assert {p.dtype for p in enc.parameters()} == {torch.float32}
+
+
 def test_minilm_loads_offline():
     src = resolve_model("minilm")
     tok = load_tokenizer(src)
