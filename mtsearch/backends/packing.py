@@ -308,13 +308,17 @@ class ProbePool:
         return {"jobs": k, "steps_per_second": sum(a["steps_per_second"] for a in answers),
                 "run_memory_gib": max(a["memory_gib"] for a in answers)}  # fmt: skip
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """End the processes: each finishes its run and exits, or with ``kill`` (an error or
+        Ctrl-C in the middle of a round) is killed at once rather than waited for."""
         for proc in self.procs:
             with contextlib.suppress(OSError):
                 if proc.stdin:
                     proc.stdin.close()
         for proc in self.procs:
             try:
+                if kill:
+                    proc.kill()
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
@@ -324,8 +328,8 @@ class ProbePool:
     def __enter__(self) -> ProbePool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(kill=exc_type is not None)
 
 
 def measure_packing(

@@ -7,6 +7,7 @@ tiny model; the figures they give on a GPU are for ``benchmarks/bench_gpu.py`` t
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 
 import pytest
@@ -200,6 +201,22 @@ def test_the_measuring_processes_train_together_on_the_cpu(small_data_dir, runs)
     assert (two["jobs"], one["jobs"], two["run_memory_gib"], one["run_memory_gib"]) == (2, 1, 0.0, 0.0)
     assert two["steps_per_second"] > 0 and one["steps_per_second"] > 0
     assert all(p.returncode == 0 for p in pool.procs), "closing their input ends them"
+
+
+def test_an_error_mid_round_kills_the_measuring_processes_at_once(small_data_dir, runs):
+    """Ctrl-C (or a time cap) while the processes train: they are killed, not waited for."""
+    values = tiny_config(small_data_dir, train_limit=32, eval_limit=16).model_dump(mode="json")
+    with pytest.raises(KeyboardInterrupt), ProbePool(values, "0", device="cpu") as pool:
+        pool.round(1, 2)  # started and ready
+        order = {"steps": 10**7, "threads": 1, "values": {**values, "device": "cpu"}}
+        pool.procs[0].stdin.write(json.dumps(order) + "\n")  # a run that would take hours
+        pool.procs[0].stdin.flush()
+        calls, proc = [], pool.procs[0]
+        for name in ("kill", "wait"):  # record the order: killed first, then reaped
+            real = getattr(proc, name)
+            setattr(proc, name, lambda *a, _n=name, _real=real, **k: calls.append(_n) or _real(*a, **k))
+        raise KeyboardInterrupt
+    assert calls[:2] == ["kill", "wait"] and proc.returncode == -signal.SIGKILL
 
 
 def test_visible_gpus_counts_in_a_child_and_honours_cuda_visible_devices(monkeypatch):
