@@ -10,11 +10,45 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ROWS = 120
+#: How long :func:`wait_until` waits before it calls a process hung. Never a measure of speed: every
+#: wait ends as soon as its named point is reached; a machine slower by any factor only waits longer.
+HUNG_SECONDS = 300
+
+T = TypeVar("T")
+
+
+def wait_until(
+    ready: Callable[[], T],
+    proc: subprocess.Popen | None,
+    what: str,
+    detail: Callable[[], str] = lambda: "",
+    bound: float = HUNG_SECONDS,
+    every: float = 0.1,
+) -> T:
+    """``ready()``'s first truthy answer: a named point reached (a marker file, a line in a log,
+    a server's health answer). Fails at once if ``proc`` ends first, and, so that a hung process
+    cannot hang the suite, after ``bound`` seconds (``proc`` is then killed). ``detail()`` is added
+    to the failure (a log's tail)."""
+    deadline = time.monotonic() + bound
+    while True:
+        answer = ready()
+        if answer:
+            return answer
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: the process ended first (exit {proc.returncode}) {detail()}")
+        if time.monotonic() > deadline:
+            if proc is not None:
+                proc.kill()
+            raise AssertionError(f"{what}: not reached in {bound:.0f} s, the process hangs {detail()}")
+        time.sleep(every)
 
 
 def real_data_dir() -> Path | None:

@@ -14,18 +14,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.helpers import wait_until
+
 BIN = Path(sys.executable).parent
-#: How long a server may take to answer its first request: a readiness wait, not an assertion.
-START_SECONDS = 120
-
-
 #: Loopback never goes through a proxy the environment may name.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -63,17 +60,16 @@ def serve(argv: list[str], ready_path: str, port: int, log: Path) -> Iterator[st
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited ({proc.returncode}): {log.read_text()[-2000:]}")
+
+        def answers() -> bool:
             try:
                 get(base, ready_path)
-                break
+                return True
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{argv[0]} did not answer: {log.read_text()[-2000:]}") from None
-                time.sleep(0.5)
+                return False
+
+        wait_until(answers, proc, f"{argv[0]} answering on {base}{ready_path}",
+                   detail=lambda: log.read_text()[-2000:], every=0.5)  # fmt: skip
         yield base
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from mtsearch.cli import main
 from tests.dashboard.helpers import APP, ROOT
-from tests.servers import START_SECONDS
+from tests.helpers import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 GREEN, BLUE = (0x1A, 0x98, 0x50), (0x45, 0x75, 0xB4)  # figures.VERDICT_COLOURS
@@ -83,17 +82,15 @@ def server(smoke):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_SECONDS  # a readiness bound for a hung server, not a wait
-        while True:
+
+        def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
+                    return r.read().strip() == b"ok"
             except OSError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            assert time.monotonic() < deadline, f"streamlit did not come up in {START_SECONDS} s"
-            time.sleep(0.5)
+                return False
+
+        wait_until(healthy, proc, "streamlit answering its health check", every=0.5)
         yield base
     finally:
         proc.terminate()

@@ -22,8 +22,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,9 +43,6 @@ POINTS = {
     "ray_suggest": "Ray driver: a run handed to Tune, its worker maybe not started",
     "ray_complete": "Ray driver: a Tune trial ended, the study not yet told",
 }
-
-#: Only a bound for a hung process, never part of a test's logic.
-SAFETY_SECONDS = 300
 
 SAMPLERS = ["round_robin", "temperature", "proportional", "sequential"]
 
@@ -98,21 +96,14 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]
 def wait_for_hold(runs: Path, point: str, proc: subprocess.Popen, other_than: int | None = None) -> int:
     """The pid of a process held at ``point`` (``MTSEARCH_HOLD``), once one is there.
 
-    Waits on the hold's marker file, not on time; ``SAFETY_SECONDS`` only ends a hung sweep's test.
+    Waits on the hold's marker file, not on time; the bound only ends a hung sweep's test.
     """
     from mtsearch.faults import held
 
-    deadline = time.monotonic() + SAFETY_SECONDS
-    while True:
-        pids = [pid for pid in held(runs, point) if pid != other_than]
-        if pids:
-            return pids[0]
-        if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before reaching {point}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"no process reached {point} in {SAFETY_SECONDS} s: the sweep hangs")
-        time.sleep(0.05)
+    def first_held() -> int | None:
+        return next((pid for pid in held(runs, point) if pid != other_than), None)
+
+    return wait_until(first_held, proc, f"a process held at {point}", every=0.05)
 
 
 def run(space: Path, env: dict[str, str], fault: str | None = None, *args: str) -> tuple[int, str, str]:

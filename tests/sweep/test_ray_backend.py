@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import wait_until
 
 HEAD, WORKER, PORT = "127.0.0.2", "127.0.0.3", 6392
 
@@ -28,17 +29,11 @@ HEAD, WORKER, PORT = "127.0.0.2", "127.0.0.3", 6392
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.e2e]  # Ray clusters: make test-e2e
 
 
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    pytest.fail(
-        f"a Ray node did not start: {path.read_text(errors='replace')[-2000:] if path.exists() else ''}"
-    )
+def _wait_for(path: Path, text: str, proc: subprocess.Popen) -> None:
+    """Until the node's log says ``text`` (a started Ray node)."""
+    wait_until(lambda: path.exists() and text in path.read_text(errors="replace"), proc,
+               f"a Ray node saying {text!r}", detail=lambda: path.read_text(errors="replace")[-2000:]
+               if path.exists() else "", every=0.5)  # fmt: skip
 
 
 @pytest.fixture
