@@ -251,10 +251,13 @@ def _sweep(args: argparse.Namespace) -> int:
     if not res.configurations.empty:
         write_tables(res)
     print(format_results(res))
-    if space.racing:
-        from mtsearch.sweep.provisional import format_unsettled
+    from mtsearch.sweep.provisional import format_not_run, format_unsettled
 
+    if space.racing:
         print(format_unsettled(res))
+    not_run = format_not_run(space, outcome.sweep_dir)
+    if not_run:
+        print(not_run)
     print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
     _fail_if_nothing_finished(outcome, runs, space)
     return 0

@@ -66,3 +66,27 @@ def format_unsettled(res: Any) -> str:
             needed = f"about {n} seeds" if isinstance(n, int) else f"{str(n).replace('>', 'more than')} seeds"
         lines.append(f"  {r['dimension']} = {r['level']}: {needed} (has {r['seeds']})")
     return "\n".join(lines)
+
+
+def format_not_run(space: Any, sweep_dir: Path | str) -> str:
+    """A grid's configurations with no run (the budget ended first): untested, so they get no verdict.
+
+    Without this line a budget that ends mid-grid would leave them out of every table in
+    silence, as if they had been compared. Empty when every configuration has a run, and for
+    spaces that are not grids (a sampler's proposals have no fixed list).
+    """
+    from mtsearch.sweep.runner import describe_params, read_configurations
+    from mtsearch.sweep.space import params_key
+
+    if not space.exhaustive:
+        return ""
+    grid = space.grid()
+    if space.trials is not None:  # --trials N: the grid's first N points
+        grid = grid[: space.trials]
+    seen = {info.get("params_key") for info in read_configurations(Path(sweep_dir)).values()}
+    missing = [params for params in grid if params_key(params) not in seen]
+    if not missing:
+        return ""
+    lines = [f"not run: {len(missing)} of the {len(grid)} configurations (the budget ended first; untested, so "
+             "no verdict, not 'no difference'; the same command with more --minutes runs them):"]  # fmt: skip
+    return "\n".join(lines + [f"  {describe_params(params)}" for params in missing])

@@ -133,3 +133,26 @@ def test_trials_under_a_grid_takes_its_first_configurations(small_env, capsys):
     assert "the first 1 of the grid's 2 configurations are done (--trials 1)" in out
     table = load_runs(small_env / "sweeps" / "smoke")
     assert len(table) == 2 and {p["sampler"] for p in table["params"]} == {"round_robin"}  # the grid's first
+    assert "not run:" not in out  # --trials 1 asked for one configuration: nothing is missing
+
+
+def test_a_grid_configuration_without_runs_is_named_untested(small_env, capsys):
+    """A budget that ends mid-grid leaves configurations without runs: the closing output names them."""
+    from mtsearch.sweep.provisional import format_not_run
+    from mtsearch.sweep.space import load_space
+
+    assert main(["sweep", "smoke", "--quiet", "--no-mlflow", "--trials", "1"]) == 0
+    capsys.readouterr()
+    sweep_dir = small_env / "sweeps" / "smoke"
+    whole = load_space("smoke")  # the grid of 2, as a sweep that ran out of time sees it
+    from mtsearch.sweep.runner import describe_params
+
+    missing = [p for p in whole.grid() if p["sampler"] != "round_robin"]
+    assert format_not_run(whole, sweep_dir).splitlines() == [
+        "not run: 1 of the 2 configurations (the budget ended first; untested, so no verdict, not 'no "
+        "difference'; the same command with more --minutes runs them):",
+        f"  {describe_params(missing[0])}",
+    ]
+    assert main(["sweep", "smoke", "--quiet", "--no-mlflow"]) == 0  # the resume runs the rest
+    assert "not run:" not in capsys.readouterr().out
+    assert format_not_run(whole, sweep_dir) == ""
