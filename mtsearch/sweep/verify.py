@@ -289,13 +289,15 @@ def plan_verify(
 
 # ----------------------------------------------------------------------- estimate
 def estimate(plan: VerifyPlan, ok) -> dict[str, Any]:
-    """Seconds per long run, scaled from the sweep's runs: steps, trained layers and evaluated examples.
+    """Seconds per long run, scaled from the sweep's runs: budget, trained layers and evaluated examples.
 
-    From a cheap run's metrics: training seconds per step, evaluation seconds per evaluated
-    example, and the rest (loading, caches) as a fixed cost. Steps scale by max_steps;
-    both per-step and per-example costs by the encoder layers that run (frozen layers are
-    cached, so they cost nothing); evaluation by how many evaluations of how many examples.
-    A rough figure for planning, printed before anything trains.
+    From a cheap run's metrics: its training seconds, evaluation seconds per evaluated
+    example, and the rest (loading, caches) as a fixed cost. Training scales by the budget:
+    the long profile's max_examples over the examples the run saw, else its max_steps over
+    the run's steps (a sampler's examples per step stay what they were); both training and
+    evaluation by the encoder layers that run (frozen layers are cached, so they cost
+    nothing); evaluation by how many evaluations of how many examples. A rough figure for
+    planning, printed before anything trains.
     """
     from mtsearch.records import read_metrics
     from mtsearch.sweep.keys import DONE, RunKey, run_dir
@@ -313,21 +315,30 @@ def estimate(plan: VerifyPlan, ok) -> dict[str, Any]:
                 per.append((rows, float(total.iloc[0])))
     if not per:
         return {"runs": todo, "done": len(done), "seconds_per_run": None, "seconds": None}
-    train_step = np.median([r[-1]["train_seconds"] / max(1, r[-1]["step"]) for r, _ in per])
+
+    def budget_factor(last: dict[str, Any]) -> float:
+        """The long run's training over this cheap run's: examples, else steps, else the same."""
+        if long_base.get("max_examples") and last.get("examples"):
+            return long_base["max_examples"] / last["examples"]
+        if long_base.get("max_steps") and last.get("step"):
+            return long_base["max_steps"] / last["step"]
+        return 1.0
+
+    factor = float(np.median([budget_factor(r[-1]) for r, _ in per]))
+    train_long = np.median([r[-1]["train_seconds"] * budget_factor(r[-1]) for r, _ in per])
     eval_example = np.median(
         [r[-1]["eval_seconds"] / max(1, len(r) * r[-1].get("eval_examples", 1)) for r, _ in per]
     )
     fixed = np.median([max(0.0, s - r[-1]["train_seconds"] - r[-1]["eval_seconds"]) for r, s in per])
-    steps_cheap = per[0][0][-1]["step"]
-    steps_long = long_base.get("max_steps") or steps_cheap
+    steps_long = int(np.median([r[-1]["step"] * budget_factor(r[-1]) for r, _ in per]))
     layers = _layer_factor(cheap_base, long_base)
     evals_long = math.ceil(steps_long / (long_base.get("eval_every") or steps_long))
     ex_cheap = per[0][0][-1].get("eval_examples", 0)
     lim_c, lim_l = cheap_base.get("eval_limit"), long_base.get("eval_limit")
     ex_long = ex_cheap * (lim_l / lim_c) if lim_c and lim_l else ex_cheap
-    seconds = fixed + layers * (train_step * steps_long + eval_example * evals_long * ex_long)
+    seconds = fixed + layers * (train_long + eval_example * evals_long * ex_long)
     return {"runs": todo, "done": len(done), "seconds_per_run": float(seconds), "seconds": float(seconds * todo),
-            "layer_factor": layers, "steps": [int(steps_cheap), int(steps_long)],
+            "layer_factor": layers, "budget_factor": factor,
             "lower_bound": lim_l is None and lim_c is not None}  # fmt: skip
 
 
@@ -376,7 +387,7 @@ def format_plan(plan: VerifyPlan) -> str:
         bound = " (at least: full dev sets)" if e.get("lower_bound") else ""
         lines.append(f"estimate: {e['runs']} run(s) to train ({e['done']} already done), about "
                      f"{_duration(e['seconds_per_run'])} each, {_duration(e['seconds'])} in all{bound} "
-                     f"(the sweep's run times x {e['steps'][1]}/{e['steps'][0]} steps x "
+                     f"(the sweep's run times x {e['budget_factor']:.1f} for the run's budget x "
                      f"{e['layer_factor']:.1f} for the layers that train)")  # fmt: skip
     else:
         lines.append(f"estimate: {e.get('runs')} run(s) to train (no timing in the sweep's runs to scale)")

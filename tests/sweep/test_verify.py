@@ -102,6 +102,7 @@ def test_verify_trains_the_chosen_configurations_with_the_sweep_seeds_and_resume
     assert main(["verify", "smoke", "--profile", "long", "--top", "1", "--worst", "1", "--no-mlflow"]) == 0
     out = capsys.readouterr().out
     assert "estimate: 4 run(s) to train" in out and "Kendall's tau" in out and "the interval assumes" in out
+    assert "x 2.0 for the run's budget" in out  # the long profile's max_steps 8 over the sweep's 4
 
     sweep_dir = runs / "sweeps" / "smoke"
     cheap, long = _runs_of(sweep_dir / "runs"), _runs_of(sweep_dir / "verify" / "long" / "runs")
