@@ -251,10 +251,13 @@ def _sweep(args: argparse.Namespace) -> int:
     if not res.configurations.empty:
         write_tables(res)
     print(format_results(res))
-    from mtsearch.sweep.provisional import format_not_run, format_unsettled
+    from mtsearch.sweep.provisional import format_identical, format_not_run, format_unsettled
 
     if space.racing:
         print(format_unsettled(res))
+    identical = format_identical(runs)
+    if identical:
+        print(identical)
     not_run = format_not_run(space, outcome.sweep_dir)
     if not_run:
         print(not_run)

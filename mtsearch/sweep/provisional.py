@@ -90,3 +90,47 @@ def format_not_run(space: Any, sweep_dir: Path | str) -> str:
     lines = [f"not run: {len(missing)} of the {len(grid)} configurations (the budget ended first; untested, so "
              "no verdict, not 'no difference'; the same command with more --minutes runs them):"]  # fmt: skip
     return "\n".join(lines + [f"  {describe_params(params)}" for params in missing])
+
+
+def format_identical(runs: Any, describe: Any = None) -> str:
+    """Configurations whose runs came out the same at every seed they share: one computation.
+
+    Two settings can be the same schedule under a budget (round robin and rr_over with more
+    steps per epoch than the run takes never reach the step where they differ): their runs
+    then agree to the last digit in every task's score, and more seeds can never separate
+    them, whatever the ablation's "needs N seeds" says. Groups of two or more are named,
+    with the seeds compared; scores equal in every task at every shared seed is the test (a
+    correlation such as STS-B's Pearson r does not repeat by chance).
+    """
+    from mtsearch.sweep.runner import describe_params
+    from mtsearch.tasks import TASKS
+
+    if runs is None or runs.empty:
+        return ""
+    done = runs[runs["status"] == "finished"]
+    metrics = [c for c in ("overall", *TASKS) if c in done.columns]
+    by_config: dict[str, dict[int, tuple]] = {}
+    params: dict[str, dict] = {}
+    for _, r in done.iterrows():
+        by_config.setdefault(r["config_hash"], {})[int(r["seed_index"])] = tuple(r[m] for m in metrics)
+        params[r["config_hash"]] = r["params"]
+    groups: list[list[str]] = []
+    for h in by_config:
+        for g in groups:
+            other = by_config[g[0]]
+            shared = set(other) & set(by_config[h])
+            if shared and all(other[k] == by_config[h][k] for k in shared):
+                g.append(h)
+                break
+        else:
+            groups.append([h])
+    same = [g for g in groups if len(g) > 1]
+    if not same:
+        return ""
+    lines = ["identical runs (every task's score the same at every shared seed: one computation under this "
+             "budget, so more seeds cannot separate them and their comparison says nothing):"]  # fmt: skip
+    for g in same:
+        seeds = sorted(set.intersection(*(set(by_config[h]) for h in g)))
+        names = "; ".join((describe or describe_params)(params[h]) for h in g)
+        lines.append(f"  {names} (seeds {', '.join(map(str, seeds))})")
+    return "\n".join(lines)

@@ -156,3 +156,27 @@ def test_a_grid_configuration_without_runs_is_named_untested(small_env, capsys):
     assert main(["sweep", "smoke", "--quiet", "--no-mlflow"]) == 0  # the resume runs the rest
     assert "not run:" not in capsys.readouterr().out
     assert format_not_run(whole, sweep_dir) == ""
+
+
+def test_configurations_with_identical_runs_are_named_as_one_computation():
+    """Known truth: a and b are the same schedule (equal scores at every shared seed), c differs
+    only in STS at one seed, d shares no seed with a, e differs at its one finished seed."""
+    import pandas as pd
+
+    from mtsearch.sweep.provisional import format_identical
+
+    def row(h, k, sts, status="finished"):
+        return {"config_hash": h, "seed_index": k, "status": status, "overall": 0.5, "sst": 0.3, "para": 0.6,
+                "sts": sts, "params": {"sampler": h}}  # fmt: skip
+
+    runs = pd.DataFrame([
+        row("a", 0, 0.11), row("a", 1, 0.12), row("a", 2, 0.13),
+        row("b", 0, 0.11), row("b", 1, 0.12),  # raced out after 2 seeds: the shared ones agree
+        row("c", 0, 0.11), row("c", 1, 0.125),
+        row("d", 5, 0.11),
+        row("e", 0, 0.11, status="failed"), row("e", 1, 0.14),
+    ])  # fmt: skip
+    out = format_identical(runs).splitlines()
+    assert out[0].startswith("identical runs (every task's score the same at every shared seed")
+    assert out[1:] == ["  sampler=a; sampler=b (seeds 0, 1)"]
+    assert format_identical(runs[runs["config_hash"] != "b"]) == ""
