@@ -82,4 +82,11 @@ def _die(marker: str, sig: int = signal.SIGKILL) -> None:
         os.close(os.open(folder / marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return
+    if sig == signal.SIGINT:
+        # As a terminal's Ctrl-C: KeyboardInterrupt at this point. raise_signal runs Python's handler
+        # before it returns (main thread, default handler); where it cannot (the point reached in
+        # another thread, a handler some library replaced: a CI run saw an in-process test's Ctrl-C
+        # missed and the sweep finish) the interrupt is raised here directly.
+        signal.raise_signal(signal.SIGINT)
+        raise KeyboardInterrupt
     os.kill(os.getpid(), sig)

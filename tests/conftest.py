@@ -38,6 +38,16 @@ def token_cache(tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "cache")
 
 
+@pytest.fixture(autouse=True)
+def fault_counts_afresh(monkeypatch):
+    """Every test counts the fault points (``MTSEARCH_FAULT=point:n``) of its own in-process runs
+    from zero: the counts are process-wide, so a test that ran earlier on the same xdist worker
+    with a fault spec set would otherwise shift the n-th hit (a Ctrl-C test then never fired)."""
+    from mtsearch import faults
+
+    monkeypatch.setattr(faults, "_seen", {})
+
+
 @pytest.fixture
 def runs(tmp_path, monkeypatch, token_cache) -> Path:
     """A private runs/ folder and MLflow store, so tests never touch the user's."""
