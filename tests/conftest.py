@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     for var in THREAD_VARS:
         os.environ.setdefault(var, "1")
+
+
+# A shell without job control starts a background command (`cmd &`) with SIGINT ignored, and every
+# process it starts inherits that, Python included: then no Ctrl-C test can work (a CI run launched
+# so saw both Ctrl-C tests fail, the sweep and its job left in pause()). A Python handler here is
+# reset to the default at exec, so the sweeps the tests start get a terminal's Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
