@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 def wait_until(
     ready: Callable[[], T],
-    proc: subprocess.Popen | None,
+    proc: subprocess.Popen,
     what: str,
     detail: Callable[[], str] = lambda: "",
     bound: float = HUNG_SECONDS,
@@ -42,13 +42,15 @@ def wait_until(
         answer = ready()
         if answer:
             return answer
-        if proc is not None and proc.poll() is not None:
+        if proc.poll() is not None:
             raise AssertionError(f"{what}: the process ended first (exit {proc.returncode}) {detail()}")
         if time.monotonic() > deadline:
-            if proc is not None:
-                proc.kill()
+            proc.kill()
             raise AssertionError(f"{what}: not reached in {bound:.0f} s, the process hangs {detail()}")
-        time.sleep(every)
+        try:  # between looks, wait on the process itself (its end shows at once), not on a clock
+            proc.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def real_data_dir() -> Path | None:

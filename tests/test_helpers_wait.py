@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.helpers import wait_until
@@ -20,6 +22,11 @@ class FakeProc:
     @property
     def returncode(self):
         return self.poll()
+
+    def wait(self, timeout=None):
+        if self.poll() is None:
+            raise subprocess.TimeoutExpired("fake", timeout)
+        return self.code
 
     def kill(self):
         self.killed = True
