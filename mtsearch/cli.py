@@ -251,16 +251,10 @@ def _sweep(args: argparse.Namespace) -> int:
     if not res.configurations.empty:
         write_tables(res)
     print(format_results(res))
-    from mtsearch.sweep.provisional import format_identical, format_not_run, format_unsettled
+    from mtsearch.sweep.provisional import format_closing
 
-    if space.racing:
-        print(format_unsettled(res))
-    identical = format_identical(runs)
-    if identical:
-        print(identical)
-    not_run = format_not_run(space, outcome.sweep_dir)
-    if not_run:
-        print(not_run)
+    for line in format_closing(res, runs, space, outcome.sweep_dir):
+        print(line)
     print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
     _fail_if_nothing_finished(outcome, runs, space)
     return 0
@@ -330,10 +324,14 @@ def _seeds_line(runs, space) -> str:
 
 
 def _results(args: argparse.Namespace) -> int:
+    from mtsearch.sweep.provisional import format_closing, recorded_space
     from mtsearch.sweep.results import compute, format_results, write_tables
 
     res = compute(args.sweep)
     print(format_results(res, top=args.top))
+    # The same closing lines as the sweep's own output: untested and one-computation configurations too.
+    for line in format_closing(res, res.runs, recorded_space(res.sweep_dir), res.sweep_dir):
+        print(line)
     if not res.configurations.empty:
         t, a = write_tables(res)
         print(f"\nwritten: {t}, {a}")

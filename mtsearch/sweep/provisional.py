@@ -80,9 +80,7 @@ def format_not_run(space: Any, sweep_dir: Path | str) -> str:
 
     if not space.exhaustive:
         return ""
-    grid = space.grid()
-    if space.trials is not None:  # --trials N: the grid's first N points
-        grid = grid[: space.trials]
+    grid = space.planned_grid()
     seen = {info.get("params_key") for info in read_configurations(Path(sweep_dir)).values()}
     missing = [params for params in grid if params_key(params) not in seen]
     if not missing:
@@ -90,6 +88,77 @@ def format_not_run(space: Any, sweep_dir: Path | str) -> str:
     lines = [f"not run: {len(missing)} of the {len(grid)} configurations (the budget ended first; untested, so "
              "no verdict, not 'no difference'; the same command with more --minutes runs them):"]  # fmt: skip
     return "\n".join(lines + [f"  {describe_params(params)}" for params in missing])
+
+
+def recorded_space(sweep_dir: Path | str) -> Any:
+    """The space a finished sweep ran, for reading its folder later (``mtsearch results``); None if unknown.
+
+    Loaded from the space file recorded in sweep.json at the recorded profile, with the
+    recorded budget and seeds, and only where that file still defines the dimensions the
+    sweep recorded: a grid read from an edited file would name configurations the sweep
+    never had. A verify folder (its "sweep" is the configurations verify chose) has none.
+    """
+    import dataclasses
+    import json
+
+    from mtsearch.errors import MtsearchError
+    from mtsearch.sweep.runner import read_sweep_meta
+    from mtsearch.sweep.space import load_space
+
+    meta = read_sweep_meta(Path(sweep_dir))
+    recorded = meta.get("space") or {}
+    if not recorded or meta.get("verify_of"):
+        return None
+    source = recorded.get("path")
+    if not source or not Path(str(source)).is_file():
+        source = recorded.get("name")
+    try:
+        space = load_space(str(source), recorded.get("profile") or "cpu")
+    except (MtsearchError, OSError):
+        return None
+
+    def canon(dims: Any) -> str:
+        return json.dumps(dims, sort_keys=True, default=str)
+
+    if canon(space.describe()["dimensions"]) != canon(recorded.get("dimensions")):
+        return None
+    return dataclasses.replace(
+        space, trials=recorded.get("trials"), seeds=int(recorded.get("seeds") or space.seeds),
+        max_seeds=int(recorded.get("max_seeds") or recorded.get("seeds") or space.max_seeds),
+    )  # fmt: skip
+
+
+def format_closing(res: Any, runs: Any, space: Any, sweep_dir: Path | str) -> list[str]:
+    """The lines after a sweep's tables, in its closing output and in ``mtsearch results``.
+
+    What more seeds would settle (racing), configurations that are one computation, and a
+    grid's configurations with no run. ``space`` None (the space file no longer defines the
+    sweep's dimensions): the untested configurations cannot be listed, and the line says so.
+    """
+    recorded = res.meta.get("space") or {}
+    racing = (
+        space.racing
+        if space is not None
+        else int(recorded.get("max_seeds") or 0) > int(recorded.get("seeds") or 0)
+    )
+    lines = []
+    if racing:
+        lines.append(format_unsettled(res))
+    lines.append(format_identical(runs))
+    if space is not None:
+        lines.append(format_not_run(space, sweep_dir))
+    elif not res.meta.get("verify_of") and _grid_algorithm(recorded.get("algorithm")):
+        lines.append("not run: unknown (the sweep's space file is gone or no longer defines its dimensions): the "
+                     "tables cover the configurations that ran, nothing is said of any other")  # fmt: skip
+    return [line for line in lines if line]
+
+
+def _grid_algorithm(name: Any) -> bool:
+    """Whether a recorded algorithm runs a fixed list of configurations (only then can one be missing)."""
+    from mtsearch.sweep.algorithms import ALGORITHMS
+
+    algorithm = ALGORITHMS.get(str(name))
+    return bool(algorithm and algorithm.grid)
 
 
 def format_identical(runs: Any, describe: Any = None) -> str:

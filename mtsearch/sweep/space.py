@@ -119,6 +119,11 @@ class Space:
             points = nxt
         return points
 
+    def planned_grid(self) -> list[dict[str, Any]]:
+        """The grid's points a grid sweep runs: every one, or the first ``trials`` (--trials N)."""
+        grid = self.grid()
+        return grid if self.trials is None else grid[: self.trials]
+
     def finite_grid(self, limit: int = 100_000) -> list[dict[str, Any]] | None:
         """Every distinct configuration when the space has finitely many (at most ``limit``), else None.
 
@@ -449,15 +454,9 @@ def _numeric(
                            log=spec.log, when=when, bins=spec.bins)  # fmt: skip
 
 
-def grid_size(space: Space) -> int:
-    return len(space.grid())
-
-
 def expected_runs(space: Space) -> int | None:
     """Runs of a sweep without racing (racing: at least this many)."""
-    n = grid_size(space) if space.exhaustive else space.trials
-    if space.exhaustive and space.trials is not None:  # --trials N: the grid's first N points
-        n = min(n, space.trials)
+    n = len(space.planned_grid()) if space.exhaustive else space.trials
     finite = space.finite_grid()
     if n is not None and finite is not None:
         n = min(n, len(finite))

@@ -158,6 +158,57 @@ def test_a_grid_configuration_without_runs_is_named_untested(small_env, capsys):
     assert format_not_run(whole, sweep_dir) == ""
 
 
+def test_results_reprints_the_untested_configurations_from_the_recorded_space(small_env, tmp_path, capsys):
+    """`mtsearch results` ends as the sweep's closing output does: the grid's configurations
+    without a run are named, read from the space file the sweep recorded; where that file
+    no longer defines the sweep's dimensions it says it cannot tell, never "all ran"."""
+    from mtsearch.sweep.provisional import recorded_space
+
+    assert main(["sweep", "smoke", "--quiet", "--no-mlflow", "--trials", "1"]) == 0
+    capsys.readouterr()
+    sweep_dir = small_env / "sweeps" / "smoke"
+    assert main(["results", str(sweep_dir)]) == 0
+    assert "not run:" not in capsys.readouterr().out  # --trials 1 asked for one configuration
+
+    # A sweep whose minutes ran out after one configuration records no trial budget.
+    meta_path = sweep_dir / "sweep.json"
+    meta = json.loads(meta_path.read_text())
+    meta["space"]["trials"] = None
+    meta_path.write_text(json.dumps(meta))
+    assert recorded_space(sweep_dir).trials is None
+    assert main(["results", "smoke"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index(next(line for line in out if line.startswith("not run: 1 of the 2 configurations")))
+    assert "round_robin" not in out[at + 1] and out[at + 1].startswith("  sampler=")
+
+    # The recorded dimensions differ from the file's now (the file was edited): no list from it.
+    meta["space"]["dimensions"][0]["choices"] = ["round_robin", "a_sampler_the_file_never_had"]
+    meta_path.write_text(json.dumps(meta))
+    assert recorded_space(sweep_dir) is None
+    assert main(["results", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "not run: unknown (the sweep's space file is gone or no longer defines its dimensions)" in out
+    assert "not run: 1 of" not in out
+
+
+def test_without_the_space_only_a_grid_sweep_says_its_untested_configurations_are_unknown():
+    """A sampler (random, TPE) has no list of configurations a run could be missing from; a
+    verify folder's configurations are the ones verify chose. Neither gets the line."""
+    import types
+
+    import pandas as pd
+
+    from mtsearch.sweep.provisional import format_closing
+
+    def closing(meta):
+        return format_closing(types.SimpleNamespace(meta=meta, ablation=None), pd.DataFrame(), None, "unused")
+
+    grid = {"space": {"algorithm": "grid", "seeds": 2, "max_seeds": 2}}
+    assert [line.split(" (")[0] for line in closing(grid)] == ["not run: unknown"]
+    assert closing({"space": {"algorithm": "random", "seeds": 2, "max_seeds": 2}}) == []
+    assert closing({**grid, "verify_of": "sampling"}) == []
+
+
 def test_configurations_with_identical_runs_are_named_as_one_computation():
     """Known truth: a and b are the same schedule (equal scores at every shared seed), c differs
     only in STS at one seed, d shares no seed with a, e differs at its one finished seed."""
