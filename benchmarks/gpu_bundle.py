@@ -9,7 +9,7 @@ holds all three, within 64 MiB:
   named by ``--packages``, each at the version requirements.lock pins (pip download, no deps:
   the list names every missing one);
 - ``data.tgz``: the six CS224N files the benchmark reads (train and dev of SST, the QQP subset
-  and STS-B) and the data README, from the data folder mtsearch finds here;
+  and STS-B) and the data README where there is one, from the data folder mtsearch finds here;
 - ``minilm16/``: MiniLM's tokenizer and config with its weights in fp16 (45 MB instead of 90;
   integer tensors such as ``position_ids`` kept as they are).
 
@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What the GPU image of issue 17 lacked (it has torch, transformers, pandas, scipy, statsmodels).
 PACKAGES = ("pydantic", "pydantic_core", "annotated-types", "typing-inspection", "optuna", "SQLAlchemy",
             "alembic", "Mako", "colorlog")  # fmt: skip
-DATA_FILES = ("README.md", "ids-sst-train.csv", "ids-sst-dev.csv", "quora-train-subset.csv", "quora-dev.csv",
-              "sts-train.csv", "sts-dev.csv")  # fmt: skip
+DATA_FILES = ("ids-sst-train.csv", "ids-sst-dev.csv", "quora-train-subset.csv", "quora-dev.csv", "sts-train.csv",
+              "sts-dev.csv")  # fmt: skip
+EXTRA_FILES = ("README.md",)  # the data's own notes (formats, defects), where the folder has them
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")  # fmt: skip
 LIMIT_MB = 64
@@ -82,7 +83,7 @@ def pack_data(src: Path, dest: Path) -> None:
     if missing:
         raise SystemExit(f"gpu_bundle: {src} lacks {', '.join(missing)}")
     with tarfile.open(dest, "w:gz") as tar:
-        for f in DATA_FILES:
+        for f in DATA_FILES + tuple(f for f in EXTRA_FILES if (src / f).is_file()):
             tar.add(src / f, arcname=f)
 
 

@@ -38,7 +38,7 @@ def built(tmp_path):
     (src / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]) + "\n")
     data = tmp_path / "data"
     data.mkdir()
-    for name in gb.DATA_FILES:
+    for name in gb.DATA_FILES + gb.EXTRA_FILES:
         (data / name).write_text(f"contents of {name}\n")
     out = tmp_path / "bundle"
     gb.main(["build", "--no-wheels", "--data-dir", str(data), "--model", str(src), "--out", str(out)])
@@ -52,7 +52,7 @@ def test_the_bundle_holds_data_and_an_fp16_model_that_prep_makes_loadable_fp32(b
 
     gb, src, weights, out = built
     with tarfile.open(out / "data.tgz") as tar:
-        assert sorted(tar.getnames()) == sorted(gb.DATA_FILES)
+        assert sorted(tar.getnames()) == sorted(gb.DATA_FILES + gb.EXTRA_FILES)
     assert not (out / "whl").exists()
     half = load_file(out / "minilm16" / "model16.safetensors")
     assert half["embeddings.position_ids"].dtype == torch.int64  # integers stay what they were
@@ -104,4 +104,5 @@ def test_the_script_unpacks_a_bundle_and_the_benchmark_skips_without_cuda(built,
     assert done.returncode == 0, text[-2000:]
     assert "gpu_bundle prep: MiniLM fp32 in" in text and "cuda False" in text
     assert "bench_gpu: skipped, torch sees no CUDA device" in (res / "bench.log").read_text()
-    assert sorted(p.name for p in data.iterdir()) == sorted(_bundle().DATA_FILES)
+    gb = _bundle()
+    assert sorted(p.name for p in data.iterdir()) == sorted(gb.DATA_FILES + gb.EXTRA_FILES)
