@@ -34,8 +34,8 @@ BACKEND ?= optuna
 SWEEP_ARGS ?=
 # Runs a sweep trains at once (`mtsearch sweep --jobs`, the cores split between them). auto, whose rule
 # lives in mtsearch/backends/packing.py so that the Makefile and the CLI agree: without CUDA, 2 wherever
-# there are 2 cores or more, else 1 (on 2 cores, 2 runs of 1 thread each got 1.14x the runs per minute of
-# 1 run with 2 threads: benchmarks/bench_jobs.py); on CUDA, a short measurement of how many runs share a
+# there are 2 cores or more, else 1 (on 2 cores, 2 runs of 1 thread each got 1.09x and 1.27x the runs per
+# minute of 1 run with 2 threads in two runs of benchmarks/bench_jobs.py on 2026-12-04); on CUDA, a short measurement of how many runs share a
 # GPU, cached in the sweep folder (not yet measured on a GPU: see the README's GPU section).
 # Ray (BACKEND=ray) runs trials side by side itself (--cpus-per-trial, and on CUDA --gpus-per-trial auto
 # where PROFILE=gpu); JOBS is passed there only when given explicitly, and refused.
@@ -53,7 +53,7 @@ help:
 	@echo "make sweep SPACE=sampling [PROFILE=gpu] [BACKEND=ray] [JOBS=$(JOBS)]   run or resume a sweep (JOBS runs at once), print its ablation"
 	@echo "make train        fine-tune MiniLM on SST+QQP+STS with $(CONFIG) (about ten minutes on 2 CPU cores)"
 	@echo "make test         run the test suite but its end-to-end tests (make test-e2e; make test-all for both)"
-	@echo "make bench        benchmarks (trainer, updates, freeze, sweep overhead) -> runs/bench/*.json; BENCH=trainer for one"
+	@echo "make bench        benchmarks (trainer, updates, freeze, sweep overhead, jobs, gpu) -> runs/bench/*.json; BENCH=trainer for one"
 	@echo "make mlflow       MLflow UI on http://127.0.0.1:$(PORT) over $(RUNS) (MTSEARCH_RUNS)"
 	@echo "make studies SPACE=sampling [SWEEP=name]   optuna-dashboard of a sweep's study on http://127.0.0.1:$(STUDY_PORT)"
 	@echo "make dashboard    sweep dashboard (Streamlit) on http://127.0.0.1:$(DASH_PORT), links trials to MLflow on $(PORT)"
