@@ -253,7 +253,7 @@ def _sweep(args: argparse.Namespace) -> int:
     print(format_results(res))
     from mtsearch.sweep.provisional import format_closing
 
-    for line in format_closing(res, runs, space, outcome.sweep_dir):
+    for line in format_closing(res, space):
         print(line)
     print(f"\ntables: {outcome.sweep_dir}/trials.csv, ablation.csv")
     _fail_if_nothing_finished(outcome, runs, space)
@@ -330,7 +330,7 @@ def _results(args: argparse.Namespace) -> int:
     res = compute(args.sweep)
     print(format_results(res, top=args.top))
     # The same closing lines as the sweep's own output: untested and one-computation configurations too.
-    for line in format_closing(res, res.runs, recorded_space(res.sweep_dir), res.sweep_dir):
+    for line in format_closing(res, recorded_space(res.meta, res.sweep_dir)):
         print(line)
     if not res.configurations.empty:
         t, a = write_tables(res)

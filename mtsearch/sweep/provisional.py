@@ -90,8 +90,9 @@ def format_not_run(space: Any, sweep_dir: Path | str) -> str:
     return "\n".join(lines + [f"  {describe_params(params)}" for params in missing])
 
 
-def recorded_space(sweep_dir: Path | str) -> Any:
-    """The space a finished sweep ran, for reading its folder later (``mtsearch results``); None if unknown.
+def recorded_space(meta: dict[str, Any], sweep_dir: Path | str) -> Any:
+    """The space a finished sweep ran (its sweep.json ``meta``), for reading its folder later
+    (``mtsearch results``); None if unknown.
 
     Loaded from the space file recorded in sweep.json at the recorded profile, with the
     recorded budget and seeds, and only where that file still defines the dimensions the
@@ -102,18 +103,13 @@ def recorded_space(sweep_dir: Path | str) -> Any:
     import json
 
     from mtsearch.errors import MtsearchError
-    from mtsearch.sweep.runner import read_sweep_meta
-    from mtsearch.sweep.space import load_space
+    from mtsearch.sweep.space import load_space, recorded_source
 
-    meta = read_sweep_meta(Path(sweep_dir))
     recorded = meta.get("space") or {}
     if not recorded or meta.get("verify_of"):
         return None
-    source = recorded.get("path")
-    if not source or not Path(str(source)).is_file():
-        source = recorded.get("name")
     try:
-        space = load_space(str(source), recorded.get("profile") or "cpu")
+        space = load_space(recorded_source(recorded, Path(sweep_dir).name), recorded.get("profile") or "cpu")
     except (MtsearchError, OSError):
         return None
 
@@ -128,25 +124,22 @@ def recorded_space(sweep_dir: Path | str) -> Any:
     )  # fmt: skip
 
 
-def format_closing(res: Any, runs: Any, space: Any, sweep_dir: Path | str) -> list[str]:
+def format_closing(res: Any, space: Any) -> list[str]:
     """The lines after a sweep's tables, in its closing output and in ``mtsearch results``.
 
     What more seeds would settle (racing), configurations that are one computation, and a
     grid's configurations with no run. ``space`` None (the space file no longer defines the
     sweep's dimensions): the untested configurations cannot be listed, and the line says so.
     """
+    from mtsearch.sweep.racing import RaceSpec
+
     recorded = res.meta.get("space") or {}
-    racing = (
-        space.racing
-        if space is not None
-        else int(recorded.get("max_seeds") or 0) > int(recorded.get("seeds") or 0)
-    )
     lines = []
-    if racing:
+    if RaceSpec.of(space if space is not None else recorded).interim_looks:
         lines.append(format_unsettled(res))
-    lines.append(format_identical(runs))
+    lines.append(format_identical(res.runs))
     if space is not None:
-        lines.append(format_not_run(space, sweep_dir))
+        lines.append(format_not_run(space, res.sweep_dir))
     elif not res.meta.get("verify_of") and _grid_algorithm(recorded.get("algorithm")):
         lines.append("not run: unknown (the sweep's space file is gone or no longer defines its dimensions): the "
                      "tables cover the configurations that ran, nothing is said of any other")  # fmt: skip

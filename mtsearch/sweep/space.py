@@ -454,6 +454,15 @@ def _numeric(
                            log=spec.log, when=when, bins=spec.bins)  # fmt: skip
 
 
+def recorded_source(recorded: dict[str, Any], fallback: str) -> str:
+    """The space file a sweep recorded (sweep.json's ``space``): its path while that file is there, else
+    its name among the project's spaces, else ``fallback`` (the sweep folder's name)."""
+    path = recorded.get("path")
+    if path and Path(str(path)).is_file():
+        return str(path)
+    return recorded.get("name") or fallback
+
+
 def expected_runs(space: Space) -> int | None:
     """Runs of a sweep without racing (racing: at least this many)."""
     n = len(space.planned_grid()) if space.exhaustive else space.trials

@@ -196,7 +196,7 @@ def plan_verify(
     from mtsearch.sweep.keys import DONE
     from mtsearch.sweep.results import find_sweep
     from mtsearch.sweep.runner import load_runs, read_sweep_meta
-    from mtsearch.sweep.space import load_space
+    from mtsearch.sweep.space import load_space, recorded_source
 
     if not isinstance(top, int) or top < 1:
         raise ConfigError(
@@ -215,9 +215,7 @@ def plan_verify(
     if profile == cheap_profile:
         raise ConfigError(f"--profile {profile} is the profile sweep '{sweep_dir.name}' ran with; verify re-runs "
                           "it at another fidelity (e.g. --profile long)")  # fmt: skip
-    source = recorded.get("path")
-    if not source or not Path(source).is_file():
-        source = recorded.get("name") or sweep_dir.name
+    source = recorded_source(recorded, sweep_dir.name)
     long_space = load_space(
         source, profile, extra_set
     )  # an unknown profile fails here, naming the file's line

@@ -175,7 +175,7 @@ def test_results_reprints_the_untested_configurations_from_the_recorded_space(sm
     meta = json.loads(meta_path.read_text())
     meta["space"]["trials"] = None
     meta_path.write_text(json.dumps(meta))
-    assert recorded_space(sweep_dir).trials is None
+    assert recorded_space(meta, sweep_dir).trials is None
     assert main(["results", "smoke"]) == 0
     out = capsys.readouterr().out.splitlines()
     at = out.index(next(line for line in out if line.startswith("not run: 1 of the 2 configurations")))
@@ -184,7 +184,7 @@ def test_results_reprints_the_untested_configurations_from_the_recorded_space(sm
     # The recorded dimensions differ from the file's now (the file was edited): no list from it.
     meta["space"]["dimensions"][0]["choices"] = ["round_robin", "a_sampler_the_file_never_had"]
     meta_path.write_text(json.dumps(meta))
-    assert recorded_space(sweep_dir) is None
+    assert recorded_space(meta, sweep_dir) is None
     assert main(["results", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "not run: unknown (the sweep's space file is gone or no longer defines its dimensions)" in out
@@ -201,7 +201,9 @@ def test_without_the_space_only_a_grid_sweep_says_its_untested_configurations_ar
     from mtsearch.sweep.provisional import format_closing
 
     def closing(meta):
-        return format_closing(types.SimpleNamespace(meta=meta, ablation=None), pd.DataFrame(), None, "unused")
+        return format_closing(
+            types.SimpleNamespace(meta=meta, ablation=None, runs=pd.DataFrame(), sweep_dir="unused"), None
+        )
 
     grid = {"space": {"algorithm": "grid", "seeds": 2, "max_seeds": 2}}
     assert [line.split(" (")[0] for line in closing(grid)] == ["not run: unknown"]
